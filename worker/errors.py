@@ -1,0 +1,83 @@
+"""Every error the pipeline can raise, split by what the caller must do.
+
+    LlavaguardError
+    ├── ModerationFailed      permanent: record a `failed` verdict with `code`, never retry
+    │     (bad image, refused address, unknown policy, unparseable model output ...)
+    ├── TransientError        retry with backoff: the input is fine, a dependency is not
+    │     ├── InferenceUnavailable   model server down, 5xx, 503 queue full, timeouts
+    │     └── StoreUnavailable       database / S3 unreachable
+    └── SettingsError         bad configuration, raised at start-up
+
+Third-party exceptions (httpx, botocore, SQLAlchemy, Pillow) are translated into these at the module
+boundary that calls the library (`raise X from exc`), so nothing above that boundary imports them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable codes written into failed verdicts; clients branch on these, so never rename one."""
+
+    REQUEST_INVALID = "request_invalid"
+    POLICY_UNKNOWN = "policy_unknown"
+    CATEGORY_UNKNOWN = "category_unknown"
+    IMAGE_EMPTY = "image_empty"
+    IMAGE_TOO_LARGE = "image_too_large"
+    IMAGE_NOT_AN_IMAGE = "image_not_an_image"
+    IMAGE_FORMAT_UNSUPPORTED = "image_format_unsupported"
+    IMAGE_TRUNCATED = "image_truncated"
+    IMAGE_DECOMPRESSION_BOMB = "image_decompression_bomb"
+    FETCH_SCHEME_UNSUPPORTED = "fetch_scheme_unsupported"
+    FETCH_ADDRESS_REFUSED = "fetch_address_refused"
+    FETCH_DNS_FAILED = "fetch_dns_failed"
+    FETCH_CONNECTION_FAILED = "fetch_connection_failed"
+    FETCH_TIMEOUT = "fetch_timeout"
+    FETCH_HTTP_STATUS = "fetch_http_status"
+    FETCH_NOT_FOUND = "fetch_not_found"
+    FETCH_TOO_MANY_REDIRECTS = "fetch_too_many_redirects"
+    S3_NOT_FOUND = "s3_not_found"
+    S3_ACCESS_DENIED = "s3_access_denied"
+    S3_ERROR = "s3_error"
+    INFERENCE_REJECTED = "inference_rejected"
+    INFERENCE_UNAVAILABLE = "inference_unavailable"
+    MODEL_OUTPUT_INVALID = "model_output_invalid"
+
+
+class LlavaguardError(Exception):
+    """Root of the project's errors."""
+
+
+class ModerationFailed(LlavaguardError):
+    """Permanent failure of one moderation: the verdict becomes `failed` with this code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class TransientError(LlavaguardError):
+    """A dependency failed in a way that may pass: retry the task with backoff."""
+
+    code: ErrorCode = ErrorCode.INFERENCE_UNAVAILABLE
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class InferenceUnavailable(TransientError):
+    """The model server is down, overloaded (503 queue full), erroring (5xx) or too slow."""
+
+    code = ErrorCode.INFERENCE_UNAVAILABLE
+
+
+class StoreUnavailable(TransientError):
+    """The verdict store cannot be reached right now."""
+
+
+class SettingsError(LlavaguardError):
+    """A setting is invalid; the message is one line naming the environment variable."""

@@ -1,0 +1,128 @@
+"""The two documents that cross process boundaries: a moderation request and its verdict.
+
+Both are JSON-serialisable pydantic models; the verdict's fields are a public contract (stores, SDK,
+webhooks and the HTTP API all carry it), so add fields only in a backwards-compatible way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from worker.categories import Category, Rating, normalise_codes
+
+DEFAULT_POLICY = "llavaguard-v1.2"
+Status = Literal["completed", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_moderation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ImageRef(BaseModel):
+    """Where the image is: an `https://` (or allowed `http://`) URL, an `s3://bucket/key` URI, or inline bytes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str | None = None
+    data: bytes | None = None
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _decode_base64(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except binascii.Error as exc:
+                raise ValueError("inline image data must be base64") from exc
+        return value
+
+    @field_serializer("data", when_used="json")
+    def _encode_base64(self, value: bytes | None) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageRef:
+        if (self.url is None) == (self.data is None):
+            raise ValueError("an image is either a url or inline data, exactly one of them")
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """What the verdict records as the image's origin: the URL/URI, or None for inline bytes."""
+        return self.url
+
+
+class ModerationRequest(BaseModel):
+    """One image to judge against one policy; the body of every moderation task."""
+
+    id: str = Field(default_factory=new_moderation_id, min_length=1, max_length=128)
+    image: ImageRef
+    policy: str = DEFAULT_POLICY
+    non_violating: list[str] = Field(default_factory=list)
+    callback_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    priority: int | None = Field(default=None, ge=0, le=9)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("non_violating")
+    @classmethod
+    def _known_codes(cls, value: list[str]) -> list[str]:
+        return normalise_codes(value)
+
+
+class PolicyRef(BaseModel):
+    name: str
+    sha256: str | None = None
+    """Hash of the exact prompt text sent to the model (None if the moderation failed before building it)."""
+
+
+class ImageInfo(BaseModel):
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    source: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class Verdict(BaseModel):
+    """The outcome of one moderation: `completed` with a rating, or `failed` with an error code."""
+
+    id: str
+    status: Status
+    rating: Rating | None = None
+    category: Category | None = None
+    rationale: str | None = None
+    policy: PolicyRef
+    model: str | None = None
+    image: ImageInfo
+    error: ErrorInfo | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    completed_at: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Verdict:
+        if self.status == "completed" and (self.rating is None or self.category is None or self.error):
+            raise ValueError("a completed verdict has a rating and a category and no error")
+        if self.status == "failed" and self.error is None:
+            raise ValueError("a failed verdict carries an error")
+        return self
+
+    @property
+    def is_unsafe(self) -> bool:
+        return self.rating == "Unsafe"

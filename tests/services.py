@@ -20,7 +20,7 @@ import psycopg
 import redis
 
 POSTGRES_ADMIN_URL = os.environ.get(
-    "LLAVAGUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "LLAVAGUARD_TEST_POSTGRES_URL", "postgresql://llavaguard_test:llavaguard_test@127.0.0.1:5432/postgres"
 )
 
 

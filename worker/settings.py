@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     constrained_decoding: bool = True
 
     # Celery.
-    visibility_timeout_s: int = Field(default=3600, ge=60)
+    visibility_timeout_s: int = Field(default=3600, ge=5)
     max_retries: int = Field(default=8, ge=0)
     retry_backoff_base_s: float = Field(default=2.0, gt=0)
     retry_backoff_max_s: float = Field(default=300.0, gt=0)

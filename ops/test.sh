@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: sets up a fresh Debian machine (Debian packages, .venv, PostgreSQL), then runs
+# ruff, mypy --strict and the whole pytest suite against real services. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ops/setup.sh
+
+ensure_debian_packages redis-server postgresql postgresql-client
+ensure_postgres
+ensure_venv test
+export LLAVAGUARD_TEST_POSTGRES_URL="${LLAVAGUARD_TEST_POSTGRES_URL:-postgresql://llavaguard_test:llavaguard_test@127.0.0.1:5432/postgres}"
+
+log "ruff"
+.venv/bin/ruff check worker producers tests ops
+log "mypy --strict"
+.venv/bin/mypy
+log "pytest"
+exec .venv/bin/pytest "$@"

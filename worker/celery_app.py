@@ -1,0 +1,53 @@
+"""The Celery application: configuration only (tasks live in worker.tasks).
+
+Delivery guarantees (see ../README.md, "Not losing work"): late acks + reject on worker loss = at least once;
+the store's insert-if-absent by moderation id turns that into exactly one verdict. One visibility timeout
+is set everywhere Celery reads it, and every countdown stays below it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from worker.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE
+from worker.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "queue_order_strategy": "priority",
+        "priority_steps": PRIORITY_STEPS,
+        "sep": ":",
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "visibility_timeout": settings.visibility_timeout_s,
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(REALTIME_QUEUE), Queue(BULK_QUEUE)],
+        "task_default_queue": REALTIME_QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "enable_utc": True,
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("llavaguard")
+    app.conf.update(celery_config(settings))
+    return app

@@ -1,0 +1,39 @@
+"""Composition root: builds the pipeline's parts from settings. Nothing else reads settings into objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from worker.inference.llavaguard import LlavaGuardJudge
+from worker.inference.sglang_client import SGLangClient
+from worker.intake import Intake
+from worker.pipeline import Moderator
+from worker.policy import PolicyRegistry
+from worker.settings import Settings
+from worker.stores import open_store
+
+
+def s3_client(settings: Settings) -> Any:
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
+
+
+def build_moderator(settings: Settings) -> Moderator:
+    backend = SGLangClient(
+        settings.sglang_url, api_key=settings.sglang_api_key,
+        timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
+    )
+    judge = LlavaGuardJudge(
+        backend, temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens,
+        constrained=settings.constrained_decoding, max_parse_attempts=settings.max_parse_attempts,
+    )
+    store = open_store(
+        settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
+    )
+    return Moderator(
+        policies=PolicyRegistry(settings.policy_dir),
+        intake=Intake.from_settings(settings, s3_client(settings)),
+        judge=judge,
+        store=store,
+    )

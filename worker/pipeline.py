@@ -1,0 +1,80 @@
+"""The story of one moderation, top to bottom: policy -> intake -> inference -> verdict -> store.
+
+Celery tasks are thin wrappers around `Moderator`; nothing here knows about Celery. Permanent problems
+(`ModerationFailed`) become a `failed` verdict; transient ones (`TransientError`) propagate so that the
+caller retries; a verdict is stored at most once per moderation id (the first one wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from worker.errors import ErrorCode, ModerationFailed
+from worker.inference.llavaguard import LlavaGuardJudge
+from worker.intake import Intake
+from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
+from worker.policy import PolicyRegistry, prompt_sha256
+from worker.stores import VerdictStore
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Moderator:
+    policies: PolicyRegistry
+    intake: Intake
+    judge: LlavaGuardJudge
+    store: VerdictStore
+
+    def moderate(self, request: ModerationRequest) -> Verdict:
+        """Judge and persist one request; a redelivered request returns the verdict already stored."""
+        existing = self.store.get(request.id)
+        if existing is not None:
+            log.info("moderation.duplicate", status=existing.status)
+            return existing
+        return self._persist(self.judge_request(request))
+
+    def judge_request(self, request: ModerationRequest) -> Verdict:
+        policy = PolicyRef(name=request.policy)
+        image = ImageInfo(source=request.image.source)
+        try:
+            prompt = self.policies.prompt(request.policy, request.non_violating)
+            policy = PolicyRef(name=request.policy, sha256=prompt_sha256(prompt))
+            prepared = self.intake.load(request.image)
+            image = prepared.info
+            judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
+        except ModerationFailed as exc:
+            return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
+        found = judgement.assessment
+        return Verdict(
+            id=request.id, status="completed", rating=found.rating, category=found.category,
+            rationale=found.rationale, policy=policy, model=judgement.model, image=image,
+            metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(),
+        )
+
+    def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:
+        """Store a failed verdict for a request whose transient errors outlived every retry."""
+        policy = PolicyRef(name=request.policy)
+        image = ImageInfo(source=request.image.source)
+        return self._persist(failed_verdict(request, code, message, policy=policy, image=image))
+
+    def _persist(self, verdict: Verdict) -> Verdict:
+        if self.store.save(verdict):
+            log.info("moderation.stored", status=verdict.status, rating=verdict.rating,
+                     category=verdict.category, error=verdict.error.code if verdict.error else None)
+            return verdict
+        stored = self.store.get(verdict.id)
+        log.info("moderation.already_stored")
+        return stored if stored is not None else verdict
+
+
+def failed_verdict(
+    request: ModerationRequest, code: ErrorCode | str, message: str, *, policy: PolicyRef, image: ImageInfo
+) -> Verdict:
+    return Verdict(
+        id=request.id, status="failed", policy=policy, image=image,
+        error=ErrorInfo(code=str(code), message=message), metadata=request.metadata,
+        created_at=request.created_at, completed_at=utcnow(),
+    )

@@ -1,0 +1,21 @@
+"""Queue and task names shared by producers and workers, and Redis key prefixes (constants, never inline)."""
+
+from __future__ import annotations
+
+REALTIME_QUEUE = "realtime"
+BULK_QUEUE = "bulk"
+QUEUES = (REALTIME_QUEUE, BULK_QUEUE)
+
+MODERATE_TASK = "llavaguard.moderate"
+
+KEY_PREFIX = "llavaguard:"
+SUBMITTED_KEY = KEY_PREFIX + "submitted:"
+"""`llavaguard:submitted:<id>` marks a moderation as enqueued (idempotency and `pending` status)."""
+SUBMITTED_TTL_S = 7 * 24 * 3600
+
+PRIORITY_STEPS = [0, 3, 6, 9]
+
+
+def redis_priority(priority: int | None) -> int | None:
+    """Our scale is 0 (lowest) .. 9 (most urgent); kombu's Redis transport serves 0 first, so invert."""
+    return None if priority is None else 9 - priority

@@ -1,0 +1,21 @@
+"""Backoff for transient failures: exponential, capped, with jitter, honouring Retry-After.
+
+The cap must stay well below the broker's visibility timeout: a Celery countdown longer than it makes
+Redis redeliver the retry message, which would then run twice (settings enforce cap < timeout / 2).
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def backoff_delay_s(
+    attempt: int, *, base_s: float, cap_s: float, retry_after_s: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay before retry number `attempt` (0-based): in [ceiling/2, ceiling], ceiling = min(cap, base*2^n)."""
+    ceiling = min(cap_s, base_s * (2 ** min(attempt, 30)))
+    delay = ceiling * (rng or random).uniform(0.5, 1.0)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, cap_s))
+    return delay

@@ -1,0 +1,458 @@
+"""The verdict store contract: `TestVerdictStoreContract` runs unchanged against every implementation.
+
+Real services, no skips: SQLite on a temporary file, PostgreSQL (a database shared by the session, emptied
+before each test), S3 on a moto server (a bucket per test), and the in-memory double. Below the contract:
+what only the SQL store has (migrations, several processes on one database), what only the S3 store has
+(key layout), and `open_store`'s URL parsing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from botocore.config import Config
+from sqlalchemy import select
+
+from tests import services
+from worker.errors import ErrorCode, SettingsError, StoreUnavailable
+from worker.models import ErrorInfo, ImageInfo, PolicyRef, Verdict
+from worker.stores import MemoryVerdictStore, S3VerdictStore, SqlVerdictStore, VerdictStore, open_store
+from worker.stores.engine import make_engine
+from worker.stores.migrations import LATEST_VERSION, current_version, migrate, schema_migrations
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+IST = timezone(timedelta(hours=5, minutes=30))
+THREADS = 8
+
+
+def completed(
+    id: str, *, at: datetime = T0, rating: str = "Unsafe", category: str = "O4: Nudity Content", **extra: Any
+) -> Verdict:
+    return Verdict.model_validate({
+        "id": id, "status": "completed", "rating": rating, "category": category,
+        "rationale": "The image shows ...", "policy": {"name": "llavaguard-v1.2", "sha256": "ab" * 32},
+        "model": "AIML-TUDA/LlavaGuard-v1.2-7B-OV",
+        "image": {"sha256": "cd" * 32, "width": 640, "height": 480, "format": "JPEG",
+                  "source": "https://images.example/cat.jpg"},
+        "created_at": at - timedelta(seconds=3), "completed_at": at, **extra,
+    })
+
+
+def failed(id: str, *, at: datetime = T0) -> Verdict:
+    return Verdict(
+        id=id, status="failed", policy=PolicyRef(name="llavaguard-v1.2"), image=ImageInfo(source="s3://b/k.png"),
+        error=ErrorInfo(code=ErrorCode.IMAGE_TRUNCATED, message="image file is truncated"),
+        created_at=at - timedelta(seconds=1), completed_at=at,
+    )
+
+
+# -- one store per backend -------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/verdicts.db"
+
+
+@pytest.fixture()
+def pg_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database, emptied: as fresh as a new one, without creating one per test."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS verdicts, schema_migrations")
+    return postgres_url
+
+
+@pytest.fixture()
+def s3(s3_endpoint: str) -> Iterator[Any]:
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def bucket(s3: Any) -> str:
+    name = f"verdicts-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def _s3_store(request: pytest.FixtureRequest, prefix: str = "tenant-a/moderation") -> S3VerdictStore:
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("bucket")
+    return S3VerdictStore(bucket, prefix, boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"))
+
+
+OPENERS: dict[str, Callable[[pytest.FixtureRequest], VerdictStore]] = {
+    "memory": lambda request: MemoryVerdictStore(),
+    "sqlite": lambda request: SqlVerdictStore(request.getfixturevalue("sqlite_url")),
+    "postgresql": lambda request: SqlVerdictStore(request.getfixturevalue("pg_url")),
+    "s3": _s3_store,
+}
+
+
+@pytest.fixture(params=sorted(OPENERS))
+def store(request: pytest.FixtureRequest) -> Iterator[VerdictStore]:
+    opened = OPENERS[request.param](request)
+    yield opened
+    opened.close()
+
+
+# -- the contract ----------------------------------------------------------------------------------------
+
+
+def ids(verdicts: list[Verdict]) -> list[str]:
+    return [v.id for v in verdicts]
+
+
+@pytest.fixture()
+def populated(store: VerdictStore) -> VerdictStore:
+    """Five verdicts an hour apart, saved out of order, some with a non-UTC offset."""
+    for verdict in (
+        completed("e", at=T0 + timedelta(hours=4)),
+        completed("b", at=(T0 + timedelta(hours=1)).astimezone(IST)),
+        completed("a", at=T0, rating="Safe", category="NA: None applying"),
+        failed("d", at=(T0 + timedelta(hours=3)).astimezone(IST)),
+        completed("c", at=T0 + timedelta(hours=2), category="O1: Hate, Humiliation, Harassment"),
+    ):
+        assert store.save(verdict)
+    return store
+
+
+class TestVerdictStoreContract:
+    def test_is_a_verdict_store(self, store: VerdictStore) -> None:
+        assert isinstance(store, VerdictStore)
+
+    def test_completed_verdict_round_trips_every_field(self, store: VerdictStore) -> None:
+        verdict = completed("round-trip", at=datetime(2024, 5, 1, 17, 30, 0, 123456, tzinfo=IST), metadata={
+            "tenant": "acme", "tags": ["a", "b"], "nested": {"depth": {"n": 1, "ok": True, "none": None}},
+            "unicode": "Grüße ✓", "number": 1.5,
+        })
+        assert store.save(verdict) is True
+        got = store.get("round-trip")
+        assert got == verdict
+        assert got is not None and got.model_dump_json() == verdict.model_dump_json()
+        assert got.completed_at.utcoffset() == timedelta(hours=5, minutes=30)
+
+    def test_failed_verdict_round_trips(self, store: VerdictStore) -> None:
+        verdict = failed("broken")
+        assert store.save(verdict) is True
+        got = store.get("broken")
+        assert got is not None and got.model_dump_json() == verdict.model_dump_json()
+        assert got.error == ErrorInfo(code="image_truncated", message="image file is truncated")
+
+    def test_get_unknown_is_none(self, store: VerdictStore) -> None:
+        assert store.get("never-saved") is None
+
+    def test_second_save_returns_false_and_the_first_verdict_stays(self, store: VerdictStore) -> None:
+        first = completed("once", metadata={"delivery": 1})
+        second = completed("once", rating="Safe", category="NA: None applying", metadata={"delivery": 2})
+        assert store.save(first) is True
+        assert store.save(second) is False
+        assert store.save(first) is False
+        got = store.get("once")
+        assert got is not None and got.model_dump_json() == first.model_dump_json()
+        assert store.count() == 1
+
+    def test_concurrent_saves_of_one_id_store_exactly_one(self, store: VerdictStore) -> None:
+        for round_ in range(3):
+            id = f"raced-{round_}"
+            barrier = threading.Barrier(THREADS)
+
+            def save(thread: int, id: str = id, barrier: threading.Barrier = barrier) -> bool:
+                barrier.wait(timeout=30)
+                return store.save(completed(id, metadata={"thread": thread}))
+
+            with ThreadPoolExecutor(THREADS) as pool:
+                outcomes = list(pool.map(save, range(THREADS)))
+            assert outcomes.count(True) == 1, outcomes
+            stored = store.get(id)
+            assert stored is not None and stored.metadata == {"thread": outcomes.index(True)}
+        assert store.count() == 3
+
+    def test_get_many_returns_the_known_ones(self, store: VerdictStore) -> None:
+        for id in ("m1", "m2", "m3"):
+            store.save(completed(id))
+        got = store.get_many(["m1", "m3", "unknown", "m1"])
+        assert sorted(got) == ["m1", "m3"]
+        assert got["m3"] == completed("m3")
+        assert store.get_many([]) == {}
+
+    def test_count(self, store: VerdictStore) -> None:
+        assert store.count() == 0
+        for i in range(5):
+            store.save(completed(f"c{i}"))
+        store.save(completed("c0"))
+        assert store.count() == 5
+
+
+    # list
+
+    def test_list_ordered_by_completed_at(self, populated: VerdictStore) -> None:
+        assert ids(populated.list()) == ["a", "b", "c", "d", "e"]
+
+    def test_list_by_rating(self, populated: VerdictStore) -> None:
+        assert ids(populated.list(rating="Unsafe")) == ["b", "c", "e"]
+        assert ids(populated.list(rating="safe")) == ["a"]
+
+    @pytest.mark.parametrize("category", ["O4", "o4", "O4: Nudity Content"])
+    def test_list_by_category_code_or_full_name(self, populated: VerdictStore, category: str) -> None:
+        assert ids(populated.list(category=category)) == ["b", "e"]
+
+    def test_list_by_rating_and_category(self, populated: VerdictStore) -> None:
+        assert ids(populated.list(rating="Safe", category="NA")) == ["a"]
+        assert ids(populated.list(rating="Safe", category="O4")) == []
+
+    def test_list_since_inclusive_until_exclusive(self, populated: VerdictStore) -> None:
+        window = populated.list(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+        assert ids(window) == ["b", "c"]
+        assert ids(populated.list(since=T0 + timedelta(hours=3))) == ["d", "e"]
+        assert ids(populated.list(until=T0 + timedelta(hours=1))) == ["a"]
+
+    def test_list_since_and_until_compare_instants_whatever_the_offset(self, populated: VerdictStore) -> None:
+        since = (T0 + timedelta(hours=1)).astimezone(IST)
+        until = (T0 + timedelta(hours=2, microseconds=1)).astimezone(timezone(timedelta(hours=-7)))
+        assert ids(populated.list(since=since, until=until)) == ["b", "c"]
+        assert ids(populated.list(since=T0 + timedelta(hours=1, microseconds=1))) == ["c", "d", "e"]
+
+    def test_list_limit(self, populated: VerdictStore) -> None:
+        assert ids(populated.list(limit=2)) == ["a", "b"]
+        assert ids(populated.list(rating="Unsafe", limit=1)) == ["b"]
+        assert populated.list(limit=0) == []
+        assert len(populated.list(limit=None)) == 5
+
+    def test_list_default_limit_is_100(self, store: VerdictStore) -> None:
+        for i in range(103):
+            store.save(completed(f"v{i:03d}", at=T0 + timedelta(seconds=i)))
+        assert ids(store.list()) == [f"v{i:03d}" for i in range(100)]
+        assert len(store.list(limit=None)) == 103
+
+    def test_list_ties_are_ordered_by_id_code_point(self, store: VerdictStore) -> None:
+        for id in ("b-2", "a-3", "B-1", "_-4"):
+            store.save(completed(id))
+        assert ids(store.list()) == ["B-1", "_-4", "a-3", "b-2"]
+
+    @pytest.mark.parametrize(
+        "bad", [{"rating": "Maybe"}, {"category": "O10"}, {"category": "O4: Nudity"}, {"limit": -1}]
+    )
+    def test_list_bad_filters_are_refused(self, store: VerdictStore, bad: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            store.list(**bad)
+
+
+# -- SQL only: migrations and several processes ------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+class TestSqlStore:
+    def test_migrations_are_idempotent(self, sql_url: str) -> None:
+        engine = make_engine(sql_url)
+        try:
+            assert current_version(engine) == 0
+            assert migrate(engine) == LATEST_VERSION == 1
+            assert migrate(engine) == 1
+            assert current_version(engine) == 1
+            with engine.connect() as conn:
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1]
+        finally:
+            engine.dispose()
+
+    def test_construction_migrates_unless_told_not_to(self, sql_url: str) -> None:
+        untouched = SqlVerdictStore(sql_url, migrate=False)
+        try:
+            assert current_version(untouched.engine) == 0
+        finally:
+            untouched.close()
+        for _ in range(2):
+            store = SqlVerdictStore(sql_url)
+            try:
+                assert current_version(store.engine) == 1
+            finally:
+                store.close()
+
+    def test_engines_migrating_concurrently_do_not_fail(self, sql_url: str) -> None:
+        engines = [make_engine(sql_url) for _ in range(4)]
+        barrier = threading.Barrier(len(engines))
+
+        def run(engine: Any) -> int:
+            barrier.wait(timeout=30)
+            return migrate(engine)
+
+        try:
+            with ThreadPoolExecutor(len(engines)) as pool:
+                assert list(pool.map(run, engines)) == [1, 1, 1, 1]
+            with engines[0].connect() as conn:
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1]
+        finally:
+            for engine in engines:
+                engine.dispose()
+
+    def test_processes_opening_and_saving_at_once_store_exactly_one(self, sql_url: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        processes = [
+            ctx.Process(target=_open_and_save, args=(sql_url, i, barrier, results)) for i in range(4)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            outcomes = dict(results.get(timeout=120) for _ in processes)
+        finally:
+            for process in processes:
+                process.join(30)
+            results.close()
+            results.join_thread()
+        assert sorted(outcomes) == [0, 1, 2, 3] and list(outcomes.values()).count(True) == 1
+        store = SqlVerdictStore(sql_url)
+        try:
+            stored = store.get("raced-by-processes")
+            assert stored is not None and outcomes[stored.metadata["process"]] is True
+        finally:
+            store.close()
+
+    def test_sqlite_runs_in_wal_mode(self, sqlite_url: str) -> None:
+        store = SqlVerdictStore(sqlite_url)
+        try:
+            with store.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        finally:
+            store.close()
+
+    def test_unreachable_postgresql_is_store_unavailable(self) -> None:
+        with pytest.raises(StoreUnavailable, match="migrating the schema failed"):
+            SqlVerdictStore(f"postgresql://nobody@127.0.0.1:{services.free_port()}/nothing")
+
+    def test_unopenable_sqlite_is_store_unavailable(self, tmp_path: Path) -> None:
+        with pytest.raises(StoreUnavailable):
+            SqlVerdictStore(f"sqlite:///{tmp_path}/missing-dir/verdicts.db")
+
+
+def _open_and_save(url: str, process: int, barrier: Any, results: Any) -> None:
+    """Runs in a fresh process: open (and so migrate) at the same moment as the others, then race to save."""
+    barrier.wait(timeout=60)
+    store = open_store(url)
+    try:
+        results.put((process, store.save(completed("raced-by-processes", metadata={"process": process}))))
+    finally:
+        store.close()
+
+
+# -- S3 only: key layout -----------------------------------------------------------------------------------
+
+
+class TestS3Store:
+    @pytest.mark.parametrize(
+        ("prefix", "key"),
+        [("", "verdicts/k1.json"), ("/tenant/a/", "tenant/a/verdicts/k1.json"), ("p", "p/verdicts/k1.json")],
+    )
+    def test_one_json_object_per_verdict(
+        self, request: pytest.FixtureRequest, s3: Any, bucket: str, prefix: str, key: str
+    ) -> None:
+        store = _s3_store(request, prefix)
+        try:
+            store.save(completed("k1"))
+            listed = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+            assert listed == [key]
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert Verdict.model_validate_json(body) == completed("k1")
+        finally:
+            store.close()
+
+    def test_prefixes_keep_stores_apart(self, request: pytest.FixtureRequest) -> None:
+        one, two = _s3_store(request, "one"), _s3_store(request, "one/two")
+        try:
+            assert one.save(completed("x")) and two.save(completed("x"))
+            assert one.count() == 1 and two.count() == 1
+        finally:
+            one.close()
+            two.close()
+
+    def test_head_then_put_fallback_still_refuses_a_second_save(self, s3_endpoint: str, bucket: str) -> None:
+        client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+        store = S3VerdictStore(bucket, "", client, conditional_writes=False)
+        try:
+            assert store.save(completed("h")) is True
+            assert store.save(completed("h", rating="Safe", category="NA: None applying")) is False
+            assert store.get("h") == completed("h")
+        finally:
+            store.close()
+
+    def test_missing_bucket_is_store_unavailable(self, s3_endpoint: str) -> None:
+        client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+        store = S3VerdictStore("no-such-bucket-here", "", client)
+        try:
+            with pytest.raises(StoreUnavailable, match="NoSuchBucket"):
+                store.save(completed("x"))
+        finally:
+            store.close()
+
+    def test_unreachable_endpoint_is_store_unavailable(self) -> None:
+        config = Config(retries={"max_attempts": 1}, connect_timeout=1)
+        endpoint = f"http://127.0.0.1:{services.free_port()}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=config)
+        store = S3VerdictStore("bucket", "", client)
+        try:
+            with pytest.raises(StoreUnavailable, match="reading a verdict failed"):
+                store.get("x")
+        finally:
+            store.close()
+
+
+# -- open_store --------------------------------------------------------------------------------------------
+
+
+class TestOpenStore:
+    def test_sqlite(self, sqlite_url: str) -> None:
+        store = open_store(sqlite_url)
+        try:
+            assert isinstance(store, SqlVerdictStore) and store.engine.dialect.name == "sqlite"
+        finally:
+            store.close()
+
+    @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+    def test_postgresql_schemes_use_psycopg_3(self, pg_url: str, scheme: str) -> None:
+        store = open_store(scheme + "://" + pg_url.split("://", 1)[1])
+        try:
+            assert isinstance(store, SqlVerdictStore)
+            assert store.engine.url.drivername == "postgresql+psycopg"
+            assert store.save(completed("pg")) and store.get("pg") == completed("pg")
+        finally:
+            store.close()
+
+    @pytest.mark.parametrize(
+        ("path", "key"), [("/some/prefix/", "some/prefix/verdicts/x.json"), ("", "verdicts/x.json")]
+    )
+    def test_s3(self, s3_endpoint: str, s3: Any, bucket: str, path: str, key: str) -> None:
+        store = open_store(f"s3://{bucket}{path}", s3_endpoint_url=s3_endpoint)
+        try:
+            assert isinstance(store, S3VerdictStore)
+            assert store.save(completed("x"))
+            assert [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+        finally:
+            store.close()
+
+    @pytest.mark.parametrize(
+        "url", ["redis://localhost:6379/0", "verdicts.db", "mysql://u:hunter2@h/db", "postgresql+psycopg2://u@h/db"]
+    )
+    def test_unsupported_scheme(self, url: str) -> None:
+        with pytest.raises(SettingsError, match=r"^LLAVAGUARD_STORE_URL: unsupported scheme") as caught:
+            open_store(url)
+        assert "hunter2" not in str(caught.value)
+
+    @pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "sqlite://", "sqlite:///:memory:"])
+    def test_unusable_urls(self, url: str) -> None:
+        with pytest.raises(SettingsError, match=r"^LLAVAGUARD_STORE_URL: "):
+            open_store(url)

@@ -1,0 +1,152 @@
+"""The verdict store interface, and the query value object every implementation filters with.
+
+A store is the system of record for verdicts. Its one hard promise is `save`'s: a verdict id is written at
+most once, whoever races for it (a Celery task redelivered after a lost ack, several worker processes), and
+the first write wins forever. Nothing here may ever overwrite or delete a stored verdict.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from worker.categories import CATEGORIES, RATINGS, category_for_code
+from worker.models import Verdict
+
+DEFAULT_LIST_LIMIT = 100
+
+
+@runtime_checkable
+class VerdictStore(Protocol):
+    """Where verdicts are kept; every implementation passes `tests/contract/test_stores.py`.
+
+    Connection failures surface as `StoreUnavailable` (retry later), never as a library's own exception.
+    """
+
+    def save(self, verdict: Verdict) -> bool:
+        """Store `verdict` unless its id is already stored; True if this call stored it.
+
+        Atomic: of any number of concurrent calls for one id, exactly one returns True, and the stored
+        verdict is that call's, unchanged by the others.
+        """
+        ...
+
+    def get(self, id: str) -> Verdict | None:
+        """The stored verdict, or None if there is none with this id."""
+        ...
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Verdict]:
+        """The stored verdicts among `ids`, by id; unknown ids are left out."""
+        ...
+
+    def list(
+        self,
+        *,
+        rating: str | None = None,
+        category: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = DEFAULT_LIST_LIMIT,
+    ) -> builtins.list[Verdict]:
+        """Verdicts ordered by (completed_at, id), filtered as `VerdictQuery` describes."""
+        ...
+
+    def count(self) -> int:
+        """How many verdicts are stored."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def normalise_rating(value: str) -> str:
+    """`"unsafe"` -> `"Unsafe"`; ValueError for anything that is not a rating."""
+    for rating in RATINGS:
+        if value.strip().lower() == rating.lower():
+            return rating
+    raise ValueError(f"unknown rating {value!r}: expected one of {', '.join(RATINGS)}")
+
+
+def normalise_category(value: str) -> str:
+    """A full category string or just its code (`"O4"`, `"na"`) -> the full string; ValueError otherwise."""
+    text = value.strip()
+    if ":" in text:
+        for category in CATEGORIES:
+            if text.lower() == category.lower():
+                return category
+        raise ValueError(f"unknown category {value!r}")
+    try:
+        return category_for_code(text)
+    except KeyError:
+        raise ValueError(f"unknown category {value!r}") from None
+
+
+@dataclass(frozen=True)
+class VerdictQuery:
+    """A validated `list` call: equality on rating and category, completed_at in [since, until).
+
+    `until` is exclusive so that consecutive windows tile without returning a verdict twice.
+    """
+
+    rating: str | None = None
+    category: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = DEFAULT_LIST_LIMIT
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        rating: str | None = None,
+        category: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = DEFAULT_LIST_LIMIT,
+    ) -> VerdictQuery:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        return cls(
+            rating=None if rating is None else normalise_rating(rating),
+            category=None if category is None else normalise_category(category),
+            since=None if since is None else as_utc(since),
+            until=None if until is None else as_utc(until),
+            limit=limit,
+        )
+
+    def matches(self, verdict: Verdict) -> bool:
+        completed_at = as_utc(verdict.completed_at)
+        return (
+            (self.rating is None or verdict.rating == self.rating)
+            and (self.category is None or verdict.category == self.category)
+            and (self.since is None or completed_at >= self.since)
+            and (self.until is None or completed_at < self.until)
+        )
+
+    def apply(self, verdicts: Iterable[Verdict]) -> builtins.list[Verdict]:
+        """Filter, order and cut in memory: what stores without a query engine do."""
+        selected = sorted((v for v in verdicts if self.matches(v)), key=sort_key)
+        return selected if self.limit is None else selected[: self.limit]
+
+
+def sort_key(verdict: Verdict) -> tuple[datetime, str]:
+    """The order of `list`: completion instant, then id by code point (as SQL's binary collation does)."""
+    return as_utc(verdict.completed_at), verdict.id
+
+
+def unique_ids(ids: Iterable[str]) -> builtins.list[str]:
+    """`ids` without repeats, in first-seen order; refuses a bare string (it would iterate its characters)."""
+    if isinstance(ids, str):
+        raise TypeError("get_many takes a collection of ids, not one id string")
+    return builtins.list(dict.fromkeys(ids))

@@ -109,7 +109,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _standin(args: argparse.Namespace) -> int:
-    from worker.standin.__main__ import main as standin_main
+    from worker.standin.cli import main as standin_main
 
     return standin_main(list(args.rest))
 

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     max_parse_attempts: int = Field(default=3, ge=1, le=10)
     temperature: float = 0.2
     top_p: float = 0.95
+    top_k: int = 50
     max_tokens: int = 500
     constrained_decoding: bool = True
 

@@ -91,4 +91,4 @@ def test_bad_inputs_fail_with_specific_codes_and_never_reach_the_model(
         assert verdict.rating is None and verdict.category is None
     assert canary.hits == [], "the guard let a request reach 127.0.0.2"
     assert after.status == "completed" and after.category == "O4: Nudity Content"
-    assert standin.stats()["requests_total"] == 1, "only the good image reached the model server"
+    assert standin.stats()["total_requests"] == 1, "only the good image reached the model server"

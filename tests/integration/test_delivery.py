@@ -26,7 +26,7 @@ def test_transient_server_errors_are_retried_until_a_verdict(fresh_redis: str, t
         with running_workers(worker_env(**settings), tmp_path, count=1, concurrency=2):
             with ModerationClient(redis_url=fresh_redis, store_url=settings["store_url"]) as client:
                 verdict = client.wait(client.submit(make_image("O2")), timeout=60)
-        assert flaky.stats()["requests_total"] >= 4
+        assert flaky.stats()["total_requests"] >= 4
     assert verdict.status == "completed" and verdict.category == "O2: Violence, Harm, or Cruelty"
 
 
@@ -51,7 +51,7 @@ def test_idempotency_key_yields_one_moderation(fresh_redis: str, standin: SGLang
             client.wait(first, timeout=60)
             time.sleep(1)  # give a (wrong) second task time to reach the model
             assert client.store.count() == 1
-    assert standin.stats()["requests_total"] == 1
+    assert standin.stats()["total_requests"] == 1
 
 
 def test_worker_killed_mid_batch_loses_nothing(fresh_redis: str, tmp_path: Path) -> None:

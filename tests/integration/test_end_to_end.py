@@ -104,4 +104,4 @@ def test_two_hundred_images_two_workers_every_verdict_right_and_stored_once(
     finally:
         store.close()
     assert all("moderation.stored" in out for out in outputs), "both workers took part"
-    assert standin.stats()["requests_total"] == IMAGE_COUNT
+    assert standin.stats()["total_requests"] == IMAGE_COUNT

@@ -1,0 +1,50 @@
+"""The inference backend interface: what the LlavaGuard adapter needs from any vision-language server.
+
+A backend turns one image + one prompt into generated text. It knows nothing about verdicts, and the
+adapter knows nothing about HTTP; another OpenAI-compatible server (vLLM) or an in-process model plugs in by
+implementing `InferenceBackend`. Backends raise only `worker.errors` exceptions, never their library's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionRequest:
+    """One generation over one image; sampling values are explicit so no backend default leaks in."""
+
+    image: bytes = field(repr=False)
+    mime: str
+    prompt: str = field(repr=False)
+    temperature: float
+    top_p: float
+    top_k: int
+    max_tokens: int
+    json_schema: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
+    """Constrain the output to this JSON schema (constrained decoding), or None for free text."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What the model wrote; usage fields are None when the server does not report them."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@runtime_checkable
+class InferenceBackend(Protocol):
+    """A model server seen from the worker; implementations must be safe to call from many threads."""
+
+    def model_name(self) -> str:
+        """The served model's name, recorded in every verdict."""
+        ...
+
+    def complete(self, request: VisionRequest) -> Completion:
+        """Generate once; raise InferenceUnavailable (retry) or ModerationFailed (input refused)."""
+        ...

@@ -1,0 +1,96 @@
+"""`LlavaGuardJudge`: the meaning layer; one image + one policy prompt in, one verdict out.
+
+It knows LlavaGuard's sampling settings, its output schema and how to read its answer, and nothing about HTTP:
+any `InferenceBackend` serves. An answer that cannot be read is re-asked (sampling at temperature > 0 gives a
+different answer) up to `max_parse_attempts` times, then becomes a permanent MODEL_OUTPUT_INVALID failure.
+Transient backend errors pass through untouched: retrying those is the task's job, with backoff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from worker.categories import CATEGORIES
+from worker.errors import ErrorCode, ModerationFailed
+from worker.inference.base import InferenceBackend, VisionRequest
+from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
+
+ASSESSMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rating": {"type": "string", "enum": ["Unsafe", "Safe"]},
+        "category": {"type": "string", "enum": list(CATEGORIES)},
+        "rationale": {"type": "string"},
+    },
+    "required": ["rating", "category", "rationale"],
+    "additionalProperties": False,
+}
+"""The training output format as a schema; property order is generation order (rating is decided first)."""
+
+SHOWN_OUTPUT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Judgement:
+    assessment: Assessment
+    model: str
+    raw_text: str
+    attempts: int
+    """How many generations it took (1 unless earlier answers were unreadable)."""
+
+
+class LlavaGuardJudge:
+    """Asks a backend for LlavaGuard's assessment; sampling defaults are the authors' own."""
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        *,
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 50,
+        max_tokens: int = 500,
+        constrained: bool = True,
+        max_parse_attempts: int = 3,
+    ) -> None:
+        if max_parse_attempts < 1:
+            raise ValueError("max_parse_attempts must be at least 1")
+        self.backend = backend
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.max_tokens = max_tokens
+        self.constrained = constrained
+        self.max_parse_attempts = max_parse_attempts
+
+    def request(self, image: bytes, mime: str, prompt: str) -> VisionRequest:
+        """The backend request for one image; constrained decoding makes the answer always parse."""
+        return VisionRequest(
+            image=image,
+            mime=mime,
+            prompt=prompt,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_tokens=self.max_tokens,
+            json_schema=ASSESSMENT_SCHEMA if self.constrained else None,
+        )
+
+    def judge(self, image: bytes, mime: str, prompt: str) -> Judgement:
+        """Generate until the answer parses; InferenceUnavailable and ModerationFailed propagate."""
+        request = self.request(image, mime, prompt)
+        reason, text = "no attempt made", ""
+        for attempt in range(1, self.max_parse_attempts + 1):
+            text = self.backend.complete(request).text
+            try:
+                assessment = parse_assessment(text)
+            except OutputUnparseable as exc:
+                reason = str(exc)
+                continue
+            return Judgement(assessment, self.backend.model_name(), text, attempt)
+        raise ModerationFailed(
+            ErrorCode.MODEL_OUTPUT_INVALID,
+            f"model output unreadable after {self.max_parse_attempts} attempts: {reason}; "
+            f"last output: {text[:SHOWN_OUTPUT_CHARS]!r}",
+        )

@@ -1,0 +1,97 @@
+"""Intake: from an `ImageRef` (URL, S3 URI or inline bytes) to a validated JPEG ready for the model.
+
+    Intake.load(ref)
+    ├── inline bytes ─────────────┐
+    ├── s3://bucket/key  S3Fetcher ┼─> prepare_image (images.py) -> PreparedImage
+    └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP)
+
+Every bad input ends as `ModerationFailed` with a FETCH_*/S3_*/IMAGE_* code; no third-party exception
+leaves this package. The address guard and the pinned request are public for the webhook sender.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker.errors import ErrorCode, ModerationFailed
+from worker.intake.addresses import AddressGuard, refusal_reason
+from worker.intake.deadline import Deadline
+from worker.intake.http_fetch import HttpFetcher
+from worker.intake.images import PreparedImage, prepare_image
+from worker.intake.pinned import HttpResponse, PinnedHttp
+from worker.intake.s3_fetch import S3Fetcher
+from worker.models import ImageRef
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "AddressGuard",
+    "Deadline",
+    "HttpFetcher",
+    "HttpResponse",
+    "Intake",
+    "PinnedHttp",
+    "PreparedImage",
+    "S3Fetcher",
+    "prepare_image",
+    "refusal_reason",
+]
+
+
+class Intake:
+    """Loads images of every kind with one set of limits; thread-safe, build one per worker process."""
+
+    def __init__(
+        self, http: HttpFetcher, s3: S3Fetcher | None, max_pixels: int, max_side_px: int, max_bytes: int
+    ) -> None:
+        self.http = http
+        self.s3 = s3
+        self.max_pixels = max_pixels
+        self.max_side_px = max_side_px
+        self.max_bytes = max_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings, s3_client: S3Client | None = None) -> Intake:
+        """Without an S3 client, `s3://` references are refused (FETCH_SCHEME_UNSUPPORTED)."""
+        http = HttpFetcher(
+            AddressGuard(settings.allowed_networks),
+            allow_http=settings.allow_http,
+            max_bytes=settings.max_image_bytes,
+            connect_timeout_s=settings.fetch_connect_timeout_s,
+            read_timeout_s=settings.fetch_read_timeout_s,
+            total_timeout_s=settings.fetch_total_timeout_s,
+            max_redirects=settings.fetch_max_redirects,
+        )
+        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes)
+        return cls(http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def load(self, ref: ImageRef) -> PreparedImage:
+        data = self.fetch(ref)
+        return prepare_image(
+            data,
+            source=ref.source,
+            max_pixels=self.max_pixels,
+            max_side_px=self.max_side_px,
+            max_bytes=self.max_bytes,
+        )
+
+    def fetch(self, ref: ImageRef) -> bytes:
+        """The raw bytes of the image, from wherever the reference points."""
+        if ref.data is not None:
+            return ref.data
+        url = ref.url or ""
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme == "s3":
+            if self.s3 is None:
+                raise ModerationFailed(ErrorCode.FETCH_SCHEME_UNSUPPORTED, "s3:// is not configured here")
+            return self.s3.fetch(url)
+        if scheme in ("http", "https"):
+            return self.http.fetch(url)
+        raise ModerationFailed(
+            ErrorCode.FETCH_SCHEME_UNSUPPORTED, f"{scheme or 'scheme-less'} image references are unsupported"
+        )

@@ -1,0 +1,134 @@
+"""Validate untrusted image bytes and turn them into the JPEG the model is sent.
+
+Order matters for safety: the byte size is checked before Pillow sees the data, the format is chosen from an
+allowlist by content (never EPS, which runs Ghostscript), and the pixel count declared in the header is
+checked before anything is decoded. Every failure, however hostile the input, is a `ModerationFailed` with
+an IMAGE_* code; nothing here may crash, hang on purpose-built input, or change process-wide Pillow state
+(`MAX_IMAGE_PIXELS`, `LOAD_TRUNCATED_IMAGES`, warning filters): many threads decode at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from worker.errors import ErrorCode, ModerationFailed
+from worker.intake.limits import check_byte_size
+from worker.intake.pixels import downscale, encode_jpeg, fit_within, to_rgb
+from worker.intake.sniff import ALLOWED_FORMATS, explain_unidentified
+from worker.models import ImageInfo
+
+JPEG_FAMILY = frozenset({"JPEG", "MPO"})
+"""Pillow reports a JPEG carrying a multi-picture extension (common from phones) as MPO."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    payload: bytes
+    """The image as sent to the model: an RGB JPEG, possibly downscaled."""
+    mime: str
+    info: ImageInfo
+    """What the verdict records: hash of the original bytes, oriented original size, detected format."""
+
+
+def prepare_image(
+    data: bytes,
+    *,
+    source: str | None,
+    max_pixels: int,
+    max_side_px: int,
+    max_bytes: int | None = None,
+) -> PreparedImage:
+    """Validate and normalise one image (first frame if animated); ModerationFailed(IMAGE_*) if unusable."""
+    check_byte_size(data, max_bytes)
+    with _open(data) as image:
+        image_format = image.format or "unknown"
+        width, height = _check_pixels(image.size, max_pixels)
+        _decode(image, image_format, max_side_px)
+        payload, rotated = _render(image, max_side_px)
+    if rotated:
+        width, height = height, width
+    digest = hashlib.sha256(data).hexdigest()
+    info = ImageInfo(sha256=digest, width=width, height=height, format=image_format, source=source)
+    return PreparedImage(payload=payload, mime="image/jpeg", info=info)
+
+
+def _open(data: bytes) -> ImageFile.ImageFile:
+    """Identify by content among the allowed formats only; reads the header, decodes no pixels."""
+    try:
+        return Image.open(BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError as exc:
+        raise explain_unidentified(data) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb(str(exc)) from exc
+    except Exception as exc:  # any parse failure; see _pillow_errors
+        raise _header_error(exc) from exc
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """The header's size, refused before decoding if it would take more than `max_pixels` pixels of memory."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ModerationFailed(ErrorCode.IMAGE_NOT_AN_IMAGE, f"the image declares a size of {width}x{height}")
+    if width * height > max_pixels:
+        raise _bomb(f"{width}x{height} is {width * height} pixels, more than the limit of {max_pixels}")
+    return width, height
+
+
+def _decode(image: ImageFile.ImageFile, image_format: str, max_side_px: int) -> None:
+    """Decode the first frame; a JPEG to be downscaled is decoded at reduced scale (`draft`), far cheaper."""
+    with _pillow_errors(ErrorCode.IMAGE_TRUNCATED, f"the {image_format} data is truncated or corrupt"):
+        if image_format in JPEG_FAMILY and max_side_px > 0:
+            target = fit_within(image.size, max_side_px)
+            if target != image.size:
+                image.draft(image.mode, target)
+        image.load()
+
+
+def _render(image: Image.Image, max_side_px: int) -> tuple[bytes, bool]:
+    """The model's JPEG, and whether EXIF orientation swapped width and height."""
+    with _pillow_errors(ErrorCode.IMAGE_NOT_AN_IMAGE, f"the {image.mode} image could not be converted"):
+        oriented = _orient(image)
+        payload = encode_jpeg(downscale(to_rgb(oriented), max_side_px))
+    return payload, oriented.size != image.size
+
+
+def _orient(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels as stored rather than refuse the image
+        return image.copy()
+
+
+@contextmanager
+def _pillow_errors(code: ErrorCode, doing: str) -> Iterator[None]:
+    """Pillow's plugins raise a zoo of exceptions on hostile data (OSError, SyntaxError, ValueError,
+    struct.error, IndexError, warnings turned into errors ...); each becomes ModerationFailed(`code`)."""
+    try:
+        yield
+    except ModerationFailed:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb(str(exc)) from exc
+    except Exception as exc:
+        raise ModerationFailed(code, f"{doing}: {_describe(exc)}") from exc
+
+
+def _header_error(exc: Exception) -> ModerationFailed:
+    """A recognised header that fails to parse: truncated if it ran out of bytes, else not an image."""
+    truncated = isinstance(exc, EOFError) or "truncated" in str(exc).lower()
+    code = ErrorCode.IMAGE_TRUNCATED if truncated else ErrorCode.IMAGE_NOT_AN_IMAGE
+    return ModerationFailed(code, f"the image header could not be read: {_describe(exc)}")
+
+
+def _bomb(detail: str) -> ModerationFailed:
+    return ModerationFailed(ErrorCode.IMAGE_DECOMPRESSION_BOMB, f"the image is too large to decode: {detail}")
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

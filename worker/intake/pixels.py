@@ -1,0 +1,75 @@
+"""Turn a decoded frame of any Pillow mode into the RGB JPEG the model is sent.
+
+The model sees only RGB: transparent areas become white (not black, which `convert("RGB")` would give and
+which can read as content), deep-colour modes are scaled rather than clipped, and the longer side is capped
+to bound the image tokens. Works on decoded pixels only; decoding and its limits live in `images`.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+from PIL import Image
+
+JPEG_QUALITY = 90
+JPEG_MAX_SIDE_PX = 65_500
+"""JPEG cannot encode a side above 65,535 pixels; a valid 100,000x1 strip is shrunk rather than failed."""
+WHITE = (255, 255, 255, 255)
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
+        image = _to_eight_bit(image)
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        return _flatten_on_white(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", image.size, WHITE)
+    background.alpha_composite(image.convert("RGBA"))
+    return background.convert("RGB")
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey to 8-bit: 16-bit by its full range, others stretched from their own extremes."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        low, high = 0.0, 65535.0
+        image = image.convert("I")
+    else:
+        extrema = image.getextrema()
+        low, high = float(extrema[0]), float(extrema[1])  # type: ignore[arg-type]  # one band: (min, max)
+        if low >= 0 and high <= 255:
+            low, high = 0.0, 255.0
+    scale = 255.0 / (high - low) if high > low else 1.0
+    return image.point(lambda value: value * scale - low * scale).convert("L")
+
+
+def fit_within(size: tuple[int, int], max_side_px: int) -> tuple[int, int]:
+    """`size` scaled down (aspect kept, never below 1 px) so the longer side is at most `max_side_px`."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= max_side_px:
+        return size
+    scale = max_side_px / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def effective_max_side(max_side_px: int) -> int:
+    """0 means "never downscale", except below the JPEG format's own limit."""
+    return min(max_side_px, JPEG_MAX_SIDE_PX) if max_side_px > 0 else JPEG_MAX_SIDE_PX
+
+
+def downscale(image: Image.Image, max_side_px: int) -> Image.Image:
+    size = fit_within(image.size, effective_max_side(max_side_px))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def encode_jpeg(image: Image.Image) -> bytes:
+    buffer = BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()

@@ -1,0 +1,5 @@
+import sys
+
+from worker.standin.cli import main
+
+sys.exit(main())

@@ -21,7 +21,14 @@ import redis
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
-from worker.queues import MODERATE_TASK, QUEUES, REALTIME_QUEUE, SUBMITTED_KEY, SUBMITTED_TTL_S, redis_priority
+from worker.queues import (
+    MODERATE_TASK,
+    QUEUES,
+    REALTIME_QUEUE,
+    SUBMITTED_KEY,
+    SUBMITTED_TTL_S,
+    redis_priority,
+)
 from worker.settings import Settings, load_settings
 from worker.stores import VerdictStore, open_store
 

@@ -66,7 +66,9 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def running_workers(env: dict[str, str], log_dir: Path, count: int = 2, **kwargs: object) -> Iterator[list[WorkerProcess]]:
+def running_workers(
+    env: dict[str, str], log_dir: Path, count: int = 2, **kwargs: object
+) -> Iterator[list[WorkerProcess]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     workers = [WorkerProcess(env, log_dir / f"worker-{i}.log", **kwargs) for i in range(count)]  # type: ignore[arg-type]
     try:

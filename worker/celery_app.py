@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
-
-from worker.queues import BULK_QUEUE, PRIORITY_STEPS, REALTIME_QUEUE
+from worker.queues import PRIORITY_STEPS, REALTIME_QUEUE
 from worker.settings import Settings
 
 
@@ -22,6 +20,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "queue_order_strategy": "priority",
         "priority_steps": PRIORITY_STEPS,
         "sep": ":",
+        # Scan for messages of dead workers every few seconds (kombu's default is every ~100 s), so
+        # recovery takes about one visibility timeout.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+        "unacked_restore_throttle": 1,
     }
     return {
         "broker_url": settings.redis_url,
@@ -29,7 +31,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "visibility_timeout": settings.visibility_timeout_s,
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(REALTIME_QUEUE), Queue(BULK_QUEUE)],
+        "task_create_missing_queues": True,  # realtime and bulk, declared by use
         "task_default_queue": REALTIME_QUEUE,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

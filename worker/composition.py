@@ -25,7 +25,8 @@ def build_moderator(settings: Settings) -> Moderator:
         timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
     )
     judge = LlavaGuardJudge(
-        backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, max_tokens=settings.max_tokens,
+        backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+        max_tokens=settings.max_tokens,
         constrained=settings.constrained_decoding, max_parse_attempts=settings.max_parse_attempts,
     )
     store = open_store(

@@ -15,7 +15,8 @@ def backoff_delay_s(
 ) -> float:
     """Delay before retry number `attempt` (0-based): in [ceiling/2, ceiling], ceiling = min(cap, base*2^n)."""
     ceiling = min(cap_s, base_s * (2 ** min(attempt, 30)))
-    delay = ceiling * (rng or random).uniform(0.5, 1.0)
+    uniform = rng.uniform if rng is not None else random.uniform
+    delay: float = ceiling * uniform(0.5, 1.0)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, cap_s))
     return delay

@@ -64,9 +64,9 @@ def _moderate(task: Task, payload: dict[str, Any]) -> None:
     except TransientError as exc:
         attempts = task.request.retries
         if attempts >= settings.max_retries and not isinstance(exc, StoreUnavailable):
-            message = f"gave up after {attempts + 1} attempts: {exc.message}"
+            code, message = exc.code, f"gave up after {attempts + 1} attempts: {exc.message}"
             log.warning("moderation.retries_exhausted", error=exc.message)
-            _retrying_on_store(task, lambda: moderator().record_failure(request, exc.code, message))
+            _retrying_on_store(task, lambda: moderator().record_failure(request, code, message))
             return
         _retry(task, exc)
 

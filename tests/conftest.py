@@ -12,6 +12,8 @@ from tests import services
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# S3 clients built from settings without an explicit endpoint go to a closed loopback port, never to AWS.
+os.environ.setdefault("LLAVAGUARD_S3_ENDPOINT_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,14 @@ from pathlib import Path
 from tests.services import stop_process
 
 WORKER_READY_MARK = "ready."
+LOOPBACK_DISCARD = "http://127.0.0.1:9"
 
 
 def worker_env(**settings: str) -> dict[str, str]:
     """The environment of a worker process: this one's, minus stray LLAVAGUARD_*, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLAVAGUARD_")}
     env.update({f"LLAVAGUARD_{k.upper()}": v for k, v in settings.items()})
+    env.setdefault("LLAVAGUARD_S3_ENDPOINT_URL", LOOPBACK_DISCARD)  # never let a test reach a real S3
     env.setdefault("AWS_ACCESS_KEY_ID", "testing")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     env["PYTHONUNBUFFERED"] = "1"

@@ -14,6 +14,7 @@ from PIL import Image
 
 from producers import ModerationClient
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
+from worker.settings import load_settings
 from worker.standin.palette import make_image
 from worker.standin.sglang_standin import SGLangStandIn
 
@@ -75,7 +76,7 @@ def test_bad_inputs_fail_with_specific_codes_and_never_reach_the_model(
     }
     try:
         with running_workers(worker_env(**settings), tmp_path, count=1, concurrency=4):
-            client = ModerationClient(redis_url=fresh_redis, store_url=settings["store_url"])
+            client = ModerationClient(settings=load_settings(**settings))
             ids = [client.submit(image, **kwargs) for image, _, kwargs in cases]  # type: ignore[arg-type]
             verdicts = [client.wait(i, timeout=60) for i in ids]
             after = client.wait(client.submit(good_png), timeout=60)

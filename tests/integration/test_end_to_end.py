@@ -14,6 +14,7 @@ from producers import ModerationClient
 from tests import services
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
+from worker.settings import load_settings
 from worker.standin.palette import PALETTE, make_image
 from worker.standin.sglang_standin import SGLangStandIn
 from worker.stores import open_store
@@ -75,7 +76,7 @@ def test_two_hundred_images_two_workers_every_verdict_right_and_stored_once(
     }
     cases = build_cases(image_server, s3_endpoint, bucket)
     with running_workers(worker_env(**settings), tmp_path, count=2, concurrency=8) as workers:
-        client = ModerationClient(redis_url=fresh_redis, store_url=store_url, settings=None)
+        client = ModerationClient(settings=load_settings(**settings))
         ids = [
             client.submit(case.image, non_violating=list(case.non_violating), metadata={"n": n})
             for n, case in enumerate(cases)

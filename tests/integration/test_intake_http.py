@@ -64,7 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         status = 302 if self.path == "/redirect" else 200
         self.reply(status, body * 100, headers={"Location": "/elsewhere", "X-Echo": "yes"})
 
-    def reply(self, status: int, body: bytes, *, length: int | None = None, headers: dict[str, str] | None = None) -> None:
+    def reply(
+        self, status: int, body: bytes, *, length: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

@@ -20,7 +20,7 @@ from worker.models import ImageRef
 from worker.settings import Settings
 
 SETTINGS = Settings(
-    allowed_networks=["127.0.0.1/32"],  # type: ignore[list-item]  # parsed by the settings validator
+    allowed_networks=["127.0.0.1/32"],  # parsed by the settings validator
     allow_http=True,
     max_image_bytes=200_000,
     max_image_side_px=32,

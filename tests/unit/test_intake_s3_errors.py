@@ -60,7 +60,7 @@ def test_a_declared_size_over_the_limit_is_refused_before_reading(client: S3Clie
 
     body = Body()
     with Stubber(client) as stub:
-        stub.add_response("get_object", {"Body": body, "ContentLength": 10_000})  # type: ignore[dict-item]
+        stub.add_response("get_object", {"Body": body, "ContentLength": 10_000})
         with pytest.raises(ModerationFailed) as caught:
             S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
     assert caught.value.code == ErrorCode.IMAGE_TOO_LARGE

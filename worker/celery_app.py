@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+
 from worker.queues import PRIORITY_STEPS, REALTIME_QUEUE
 from worker.settings import Settings
 

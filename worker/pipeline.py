@@ -7,7 +7,8 @@ caller retries; a verdict is stored at most once per moderation id (the first on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -20,6 +21,11 @@ from worker.stores import VerdictStore
 
 log = structlog.get_logger(__name__)
 
+VerdictHook = Callable[[ModerationRequest, Verdict, bool], None]
+"""Called after a verdict is in the store: (request, verdict, first). `first` is False when the verdict
+was already stored (a redelivered task): hooks must then be idempotent, since the earlier run may have
+crashed between storing and notifying. A hook that raises TransientError makes the task retry."""
+
 
 @dataclass
 class Moderator:
@@ -27,14 +33,15 @@ class Moderator:
     intake: Intake
     judge: LlavaGuardJudge
     store: VerdictStore
+    hooks: list[VerdictHook] = field(default_factory=list)
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
         existing = self.store.get(request.id)
         if existing is not None:
             log.info("moderation.duplicate", status=existing.status)
-            return existing
-        return self._persist(self.judge_request(request))
+            return self._after(request, existing, first=False)
+        return self._persist(request, self.judge_request(request))
 
     def judge_request(self, request: ModerationRequest) -> Verdict:
         policy = PolicyRef(name=request.policy)
@@ -58,16 +65,21 @@ class Moderator:
         """Store a failed verdict for a request whose transient errors outlived every retry."""
         policy = PolicyRef(name=request.policy)
         image = ImageInfo(source=request.image.source)
-        return self._persist(failed_verdict(request, code, message, policy=policy, image=image))
+        return self._persist(request, failed_verdict(request, code, message, policy=policy, image=image))
 
-    def _persist(self, verdict: Verdict) -> Verdict:
+    def _persist(self, request: ModerationRequest, verdict: Verdict) -> Verdict:
         if self.store.save(verdict):
             log.info("moderation.stored", status=verdict.status, rating=verdict.rating,
                      category=verdict.category, error=verdict.error.code if verdict.error else None)
-            return verdict
+            return self._after(request, verdict, first=True)
         stored = self.store.get(verdict.id)
         log.info("moderation.already_stored")
-        return stored if stored is not None else verdict
+        return self._after(request, stored if stored is not None else verdict, first=False)
+
+    def _after(self, request: ModerationRequest, verdict: Verdict, *, first: bool) -> Verdict:
+        for hook in self.hooks:
+            hook(request, verdict, first)
+        return verdict
 
 
 def failed_verdict(

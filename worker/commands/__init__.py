@@ -1,0 +1,1 @@
+"""`llavaguard` subcommands: each module has `register(subparsers)` adding its commands."""

@@ -27,8 +27,10 @@ ensure_venv() {  # ensure_venv [extra]: .venv with the project installed (editab
     fi
     if [ "$(cat .venv/.llavaguard-stamp 2>/dev/null)" != "$stamp" ]; then
         log "installing the project into .venv ($spec)"
-        .venv/bin/pip install -q --upgrade pip >/dev/null
-        .venv/bin/pip install -q -e "$spec"
+        if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e "$spec"; } \
+            > .venv/install.log 2>&1; then
+            tail -n 30 .venv/install.log >&2; log "pip install failed (full log: .venv/install.log)"; return 1
+        fi
         echo "$stamp" > .venv/.llavaguard-stamp
     fi
 }

@@ -102,6 +102,29 @@ def _drip(handler: Handler, _query: dict[str, list[str]]) -> None:
         handler.wfile.flush()
 
 
+def _slow_headers(handler: Handler, _query: dict[str, list[str]]) -> None:
+    """A header line that grows by one byte per 0.2 s: every read succeeds, the headers never end."""
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Padding: ")
+    while not handler.server.release.wait(0.2):
+        handler.wfile.write(b"a")
+        handler.wfile.flush()
+
+
+def _endless_continue(handler: Handler, _query: dict[str, list[str]]) -> None:
+    """Informational responses forever: httpcore keeps waiting for the final one."""
+    while not handler.server.release.wait(0.2):
+        handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        handler.wfile.flush()
+
+
+def _drip_undeclared(handler: Handler, _query: dict[str, list[str]]) -> None:
+    """A close-delimited body dripping slowly: cutting it off must not look like a complete (short) body."""
+    handler.reply(200, PNG[:10], length=-1)
+    while not handler.server.release.wait(0.2):
+        handler.wfile.write(b"x")
+        handler.wfile.flush()
+
+
 ROUTES: dict[str, Callable[[Handler, dict[str, list[str]]], None]] = {
     "/image.png": lambda h, q: h.reply(200, PNG, headers={"Content-Type": "image/png"}),
     "/undeclared.png": lambda h, q: h.reply(200, PNG, length=-1),
@@ -120,6 +143,9 @@ ROUTES: dict[str, Callable[[Handler, dict[str, list[str]]], None]] = {
     "/hops/*": _hops,
     "/stall": _stall,
     "/drip": _drip,
+    "/drip-undeclared": _drip_undeclared,
+    "/slow-headers": _slow_headers,
+    "/continue-forever": _endless_continue,
 }
 
 
@@ -333,14 +359,16 @@ def test_a_stalled_body_times_out(fetcher: HttpFetcher, server: ImageServer) -> 
     assert READ_S * 0.8 < time.monotonic() - started < READ_S + 1.5
 
 
-def test_a_slow_drip_hits_the_total_deadline(fetcher: HttpFetcher, server: ImageServer) -> None:
-    """Each byte arrives well within the read timeout; only the total deadline can stop this server."""
+@pytest.mark.parametrize("path", ["/drip", "/drip-undeclared", "/slow-headers", "/continue-forever"])
+def test_slow_servers_hit_the_total_deadline(fetcher: HttpFetcher, server: ImageServer, path: str) -> None:
+    """Each byte arrives well within the read timeout; only the total deadline can stop these servers,
+    whether they drip the body, the headers, or an endless series of `100 Continue` responses."""
     started = time.monotonic()
-    error = failure(fetcher, server.url("/drip"))
+    error = failure(fetcher, server.url(path))
     elapsed = time.monotonic() - started
     assert error.code == ErrorCode.FETCH_TIMEOUT
     assert "total" in error.message
-    assert TOTAL_S * 0.9 < elapsed < TOTAL_S + READ_S + 1.0
+    assert TOTAL_S * 0.9 < elapsed < TOTAL_S + 1.0
 
 
 def test_connection_refused(fetcher: HttpFetcher) -> None:

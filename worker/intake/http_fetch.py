@@ -55,7 +55,8 @@ class HttpFetcher:
     def fetch(self, url: str) -> bytes:
         """The body of `url`, following at most `max_redirects` redirects; FETCH_* or IMAGE_TOO_LARGE if not.
 
-        The total time may overrun `total_timeout_s` by at most one read timeout (a read already waiting).
+        `total_timeout_s` bounds the whole fetch, DNS and every hop included, even against servers that
+        drip headers or body one byte at a time (see `watchdog`).
         """
         deadline = Deadline.after(self.total_timeout_s)
         current = self.http.parse_url(url)

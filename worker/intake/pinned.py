@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
 
 import httpx
 
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, IPAddress, canonical
 from worker.intake.deadline import Deadline
+from worker.intake.watchdog import SocketWatchdog
 
 USER_AGENT = "llavaguard-worker"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -85,13 +87,18 @@ class PinnedHttp:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> Iterator[httpx.Response]:
-        """Stream one response (headers read, body not yet); httpx errors inside the block are translated."""
+        """Stream one response (headers read, body not yet); httpx errors inside the block are translated.
+
+        The deadline holds in every phase: DNS and connect are capped by it, and from the moment a socket
+        exists the watchdog shuts it down at the deadline, whatever httpcore is blocked on.
+        """
         target = self.parse_url(url)
         host = target.raw_host.decode("ascii")
         port = target.port or DEFAULT_PORTS[target.scheme]
         addresses = self.guard.resolve(host, port, timeout_s=deadline.cap(self.connect_timeout_s, "DNS"))
-        with _translated(host, port):
-            response = self._send_to_first_reachable(method, target, addresses, deadline, headers, body)
+        with SocketWatchdog(deadline) as watchdog, _translated(host, port, deadline, watchdog):
+            outgoing = _Outgoing(method, target, deadline, dict(headers or {}), body, watchdog.trace)
+            response = self._send_to_first_reachable(outgoing, addresses)
             try:
                 yield response
             finally:
@@ -118,46 +125,30 @@ class PinnedHttp:
             headers_seen = dict(response.headers.items())
             return HttpResponse(response.status_code, headers_seen, bytes(kept[:max_body_bytes]))
 
-    def _send_to_first_reachable(
-        self,
-        method: str,
-        target: httpx.URL,
-        addresses: list[IPAddress],
-        deadline: Deadline,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> httpx.Response:
+    def _send_to_first_reachable(self, outgoing: _Outgoing, addresses: list[IPAddress]) -> httpx.Response:
         """Try the checked addresses in resolver order (an unreachable IPv6 falls back to IPv4)."""
         for address in addresses[:-1]:
-            request = self._build_request(method, target, address, deadline, headers, body)
             try:
-                return self._client.send(request, stream=True)
+                return self._client.send(self._build_request(outgoing, address), stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout):
                 continue
-        request = self._build_request(method, target, addresses[-1], deadline, headers, body)
-        return self._client.send(request, stream=True)
+        return self._client.send(self._build_request(outgoing, addresses[-1]), stream=True)
 
-    def _build_request(
-        self,
-        method: str,
-        target: httpx.URL,
-        address: IPAddress,
-        deadline: Deadline,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> httpx.Request:
+    def _build_request(self, outgoing: _Outgoing, address: IPAddress) -> httpx.Request:
+        """The request to the IP literal, carrying the real name in `Host` and (https) in SNI."""
+        target = outgoing.target
         host = target.raw_host.decode("ascii")
-        sent = {name: value for name, value in (headers or {}).items() if name.lower() != "host"}
-        sent["Host"] = target.netloc.decode("ascii")
-        extensions: dict[str, object] = {}
+        headers = {name: value for name, value in outgoing.headers.items() if name.lower() != "host"}
+        headers["Host"] = target.netloc.decode("ascii")
+        extensions: dict[str, object] = {"trace": outgoing.trace}
         if target.scheme == "https" and not _is_ip_literal(host):
             extensions["sni_hostname"] = host.rstrip(".")
         return self._client.build_request(
-            method,
+            outgoing.method,
             target.copy_with(host=str(canonical(address))),
-            headers=sent,
-            content=body,
-            timeout=self._timeout(deadline),
+            headers=headers,
+            content=outgoing.body,
+            timeout=self._timeout(outgoing.deadline),
             extensions=extensions,
         )
 
@@ -167,11 +158,28 @@ class PinnedHttp:
         return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """One request as the caller asked for it, before it is pinned to an address."""
+
+    method: str
+    target: httpx.URL
+    deadline: Deadline
+    headers: dict[str, str]
+    body: bytes | None
+    trace: Callable[[str, Mapping[str, Any]], None]
+
+
 def iter_body(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
-    """The raw body within the deadline (not content-decoded: a small gzip must not inflate past a limit)."""
+    """The raw body within the deadline (not content-decoded: a small gzip must not inflate past a limit).
+
+    Checked once more at the end: a watchdog shutdown ends a close-delimited body early, and that must read
+    as a timeout, not as a complete short body.
+    """
     for chunk in response.iter_raw():
         deadline.check("reading the response body")
         yield chunk
+    deadline.check("reading the response body")
 
 
 def _new_client(ssl_context: ssl.SSLContext | None) -> httpx.Client:
@@ -199,18 +207,23 @@ def _is_ip_literal(host: str) -> bool:
 
 
 @contextmanager
-def _translated(host: str, port: int) -> Iterator[None]:
+def _translated(host: str, port: int, deadline: Deadline, watchdog: SocketWatchdog) -> Iterator[None]:
     """httpx's errors become ModerationFailed with the code a caller branches on."""
     where = f"{host}:{port}"
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise ModerationFailed(ErrorCode.FETCH_TIMEOUT, f"{where} timed out ({type(exc).__name__})") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise ModerationFailed(ErrorCode.FETCH_SCHEME_UNSUPPORTED, f"{where}: {exc}") from exc
     except (httpx.HTTPError, httpx.StreamError) as exc:
-        detail = str(exc) or type(exc).__name__
-        message = f"connection to {where} failed: {detail}"
-        raise ModerationFailed(ErrorCode.FETCH_CONNECTION_FAILED, message) from exc
+        if watchdog.fired:  # the error is the watchdog's shutdown at the deadline
+            deadline.check(f"talking to {where}")
+        raise _translate(where, exc) from exc
     except httpx.InvalidURL as exc:
         raise ModerationFailed(ErrorCode.REQUEST_INVALID, f"invalid URL for {where}: {exc}") from exc
+
+
+def _translate(where: str, exc: httpx.HTTPError | httpx.StreamError) -> ModerationFailed:
+    if isinstance(exc, httpx.TimeoutException):
+        return ModerationFailed(ErrorCode.FETCH_TIMEOUT, f"{where} timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ModerationFailed(ErrorCode.FETCH_SCHEME_UNSUPPORTED, f"{where}: {exc}")
+    detail = str(exc) or type(exc).__name__
+    return ModerationFailed(ErrorCode.FETCH_CONNECTION_FAILED, f"connection to {where} failed: {detail}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
@@ -16,7 +17,12 @@ from worker.stores import open_store
 
 
 def s3_client(settings: Settings) -> Any:
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
+    """An S3 client for image fetches, bounded like the HTTP fetcher (botocore's defaults wait 60 s per read)."""
+    config = Config(
+        connect_timeout=settings.fetch_connect_timeout_s, read_timeout=settings.fetch_read_timeout_s,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config)
 
 
 def build_moderator(settings: Settings) -> Moderator:

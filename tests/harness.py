@@ -34,13 +34,15 @@ def worker_env(**settings: str) -> dict[str, str]:
 class WorkerProcess:
     """`llavaguard worker` as a child process, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 8, queues: str = "realtime,bulk"):
+    def __init__(
+        self, env: dict[str, str], log_path: Path, *, concurrency: int | None = 8, queues: str = "realtime,bulk"
+    ):
         self.log_path = log_path
         self.name = f"w{uuid.uuid4().hex[:8]}@test"
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", f"--concurrency={concurrency}",
-             f"--queues={queues}", f"--hostname={self.name}", "--loglevel=INFO"],
+            [sys.executable, "-m", "worker.cli", "worker", f"--queues={queues}", f"--hostname={self.name}",
+             "--loglevel=INFO", *([f"--concurrency={concurrency}"] if concurrency else [])],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 

@@ -8,6 +8,8 @@
 # Model server: with LLAVAGUARD_SGLANG_URL set, that server (SGLang running LlavaGuard) judges the images.
 # Without it, the SGLang STAND-IN is started: it speaks SGLang's API but its verdicts are synthetic
 # (derived from each image's colour), NOT LlavaGuard's. Redis: LLAVAGUARD_REDIS_URL, or a private one.
+# Webhooks: with LLAVAGUARD_WEBHOOK_URL and LLAVAGUARD_WEBHOOK_SECRET set, the worker signs and sends events
+# there (see README, "Webhooks") and the script waits for them before stopping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/setup.sh
@@ -58,14 +60,22 @@ fi
 
 export LLAVAGUARD_STORE_URL="${LLAVAGUARD_STORE_URL:-sqlite:///./run/verdicts.db}"
 log "verdicts go to $LLAVAGUARD_STORE_URL"
+export LLAVAGUARD_METRICS_HOST="${LLAVAGUARD_METRICS_HOST:-127.0.0.1}"  # a free local port: runs never collide
+export LLAVAGUARD_METRICS_PORT="${LLAVAGUARD_METRICS_PORT:-$(free_port)}"
 .venv/bin/llavaguard worker > run/worker.log 2>&1 &
 pids+=($!)
 wait_for run/worker.log "ready." 60
-log "worker ready (log: run/worker.log)"
+log "worker ready (log: run/worker.log, metrics: http://$LLAVAGUARD_METRICS_HOST:$LLAVAGUARD_METRICS_PORT/metrics)"
 
 if $serve; then
     log "serving; submit from another shell with LLAVAGUARD_REDIS_URL=$LLAVAGUARD_REDIS_URL" \
         "LLAVAGUARD_STORE_URL=$LLAVAGUARD_STORE_URL .venv/bin/llavaguard submit --wait FILE_OR_URL"
+    if [ -n "${LLAVAGUARD_API_KEYS:-}" ]; then  # the HTTP API too (README, "HTTP API")
+        .venv/bin/llavaguard api --host 127.0.0.1 --port 8000 > run/api.log 2>&1 &
+        pids=($! "${pids[@]}")  # the worker stays last: serving lasts as long as it does
+        wait_for run/api.log "Uvicorn running" 30
+        log "HTTP API on http://127.0.0.1:8000 (log: run/api.log, docs: http://127.0.0.1:8000/docs)"
+    fi
     wait "${pids[-1]}"
     exit 0
 fi
@@ -82,4 +92,10 @@ PY
     images=(run/samples/*.png)
     log "no images given: judging ${#images[@]} generated samples in run/samples/"
 fi
-.venv/bin/llavaguard submit --wait --timeout 300 "${images[@]}"
+status=0
+.venv/bin/llavaguard submit --wait --timeout 300 "${images[@]}" || status=$?
+if [ -n "${LLAVAGUARD_WEBHOOK_URL:-}" ]; then  # the worker sends them; wait before stopping it
+    log "waiting for webhook deliveries to $LLAVAGUARD_WEBHOOK_URL"
+    .venv/bin/llavaguard webhooks wait --timeout 60 > /dev/null || log "webhooks still retrying; see run/worker.log"
+fi
+exit "$status"

@@ -14,7 +14,8 @@ ensure_debian_packages() {
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Without Recommends: docker-compose would otherwise pull in a whole Docker engine (docker.io, containerd).
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 ensure_venv() {  # ensure_venv [extra]: .venv with the project installed (editable), refreshed when pyproject changes

@@ -7,38 +7,50 @@
 
 Submitting never waits on a GPU: it validates the arguments, publishes one small task message and returns
 the moderation id. The same `idempotency_key` always maps to the same id and is enqueued once.
+`submit_many` validates every item first, then publishes them all pipelined (see `producers.publish`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
+from producers.publish import Publisher
+from producers.references import IMAGE_SCHEMES, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
-from worker.queues import (
-    MODERATE_TASK,
-    QUEUES,
-    REALTIME_QUEUE,
-    SUBMITTED_KEY,
-    SUBMITTED_TTL_S,
-    redis_priority,
-)
+from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
 from worker.stores import VerdictStore, open_store
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("8d3f6c1e-5a0b-4c55-9a43-2f7d61c0b9e4")
-IMAGE_SCHEMES = ("https://", "http://", "s3://")
+__all__ = ["IMAGE_SCHEMES", "ModerationClient", "Submission", "moderation_id_for_key"]
 
 
 def moderation_id_for_key(idempotency_key: str) -> str:
     """The moderation id an idempotency key always maps to."""
     return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key).hex
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One item of `submit_many`: the arguments of `submit`; a None field takes `submit_many`'s default."""
+
+    image: str | bytes
+    policy: str | None = None
+    non_violating: list[str] | None = None
+    callback_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    priority: int | None = None
 
 
 class ModerationClient:
@@ -53,6 +65,7 @@ class ModerationClient:
         self.queue = queue
         self._app = create_app(self.settings)
         self._redis = redis.Redis.from_url(self.settings.redis_url)
+        self._publisher = Publisher(self._app, self._redis, queue)
         self._store: VerdictStore | None = None
 
     def submit(
@@ -61,31 +74,58 @@ class ModerationClient:
         idempotency_key: str | None = None, priority: int | None = None,
     ) -> str:
         """Enqueue one image (URL/URI string or bytes); returns the moderation id."""
-        request = ModerationRequest(
-            id=moderation_id_for_key(idempotency_key) if idempotency_key else uuid.uuid4().hex,
-            image=self._image_ref(image),
-            policy=policy or DEFAULT_POLICY,
-            non_violating=normalise_codes(non_violating or []),
-            callback_url=callback_url,
-            metadata=metadata or {},
-            priority=priority,
-        )
-        marker = SUBMITTED_KEY + request.id
-        if not self._redis.set(marker, self.queue, nx=True, ex=SUBMITTED_TTL_S):
-            return request.id  # already enqueued under this idempotency key
-        try:
-            self._app.send_task(
-                MODERATE_TASK, args=[request.model_dump(mode="json")], queue=self.queue,
-                priority=redis_priority(priority),
-            )
-        except BaseException:
-            self._redis.delete(marker)  # let a retry of the same key enqueue it
-            raise
+        item = Submission(image, policy, non_violating, callback_url, metadata, idempotency_key, priority)
+        request = self.build_request(item)
+        self._publisher.publish_each([request])  # already enqueued under this idempotency key: a no-op
         return request.id
+
+    def submit_many(
+        self, items: Iterable[Submission | str | bytes], *, policy: str | None = None,
+        non_violating: list[str] | None = None, callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None, priority: int | None = None,
+    ) -> list[str]:
+        """Enqueue many images at once (pipelined); ids in the order of `items`.
+
+        Every item is validated before anything is published: one bad item raises ValueError (naming its
+        index) and enqueues nothing. Keyword arguments are defaults for bare images and unset fields.
+        """
+        defaults = Submission(b"", policy, non_violating, callback_url, metadata, None, priority)
+        requests = []
+        for index, item in enumerate(items):
+            try:
+                requests.append(self.build_request(_with_defaults(item, defaults)))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        self._publisher.publish_each(requests)
+        return [r.id for r in requests]
+
+    def enqueue_batch(self, requests: list[ModerationRequest]) -> list[str]:
+        """Enqueue prepared requests as ONE batch message (bulk audits); returns the ids newly enqueued."""
+        return self._publisher.publish_batch(requests)
+
+    def build_request(self, item: Submission) -> ModerationRequest:
+        """The request `submit` would enqueue for `item`; ValueError for a bad image, category or priority."""
+        key = item.idempotency_key
+        try:
+            return ModerationRequest(
+                id=moderation_id_for_key(key) if key else uuid.uuid4().hex,
+                image=self._image_ref(item.image),
+                policy=item.policy or DEFAULT_POLICY,
+                non_violating=normalise_codes(item.non_violating or []),
+                callback_url=item.callback_url,
+                metadata=item.metadata or {},
+                priority=item.priority,
+            )
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
 
     def get(self, moderation_id: str) -> Verdict | None:
         """The stored verdict, or None while the moderation is pending (or unknown)."""
         return self.store.get(moderation_id)
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, Verdict]:
+        """The stored verdicts among `ids`, by id; pending and unknown ids are left out."""
+        return self.store.get_many(list(ids))
 
     def wait(self, moderation_id: str, timeout: float = 60.0) -> Verdict:
         """Poll the store until the verdict exists; TimeoutError after `timeout` seconds."""
@@ -99,7 +139,15 @@ class ModerationClient:
             time.sleep(self.settings.result_wait_poll_s)
 
     def is_submitted(self, moderation_id: str) -> bool:
-        return bool(self._redis.exists(SUBMITTED_KEY + moderation_id))
+        return bool(self._publisher.submitted([moderation_id]))
+
+    def submitted(self, ids: Iterable[str]) -> set[str]:
+        """The ids among `ids` that were enqueued (their marker exists), in one round trip."""
+        return self._publisher.submitted(ids)
+
+    def forget_submitted(self, ids: Iterable[str]) -> None:
+        """Drop enqueued markers whose messages are known to be lost, so the ids can be enqueued again."""
+        self._publisher.forget(ids)
 
     @property
     def store(self) -> VerdictStore:
@@ -119,9 +167,7 @@ class ModerationClient:
                     f"image is {len(image)} bytes, over LLAVAGUARD_MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
                 )
             return ImageRef(data=bytes(image))
-        if not image.startswith(IMAGE_SCHEMES):
-            raise ValueError(f"image must be bytes or an https://, http:// or s3:// URL, got {image[:80]!r}")
-        return ImageRef(url=image)
+        return ImageRef(url=check_image_url(image))
 
     def close(self) -> None:
         if self._store is not None:
@@ -136,3 +182,18 @@ class ModerationClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _with_defaults(item: Submission | str | bytes, defaults: Submission) -> Submission:
+    if not isinstance(item, Submission):
+        return Submission(item, defaults.policy, defaults.non_violating, defaults.callback_url,
+                          defaults.metadata, None, defaults.priority)
+    return Submission(
+        item.image,
+        item.policy if item.policy is not None else defaults.policy,
+        item.non_violating if item.non_violating is not None else defaults.non_violating,
+        item.callback_url if item.callback_url is not None else defaults.callback_url,
+        item.metadata if item.metadata is not None else defaults.metadata,
+        item.idempotency_key,
+        item.priority if item.priority is not None else defaults.priority,
+    )

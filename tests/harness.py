@@ -27,6 +27,7 @@ def worker_env(**settings: str) -> dict[str, str]:
     env.setdefault("LLAVAGUARD_S3_ENDPOINT_URL", LOOPBACK_DISCARD)  # never let a test reach a real S3
     env.setdefault("AWS_ACCESS_KEY_ID", "testing")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    env.setdefault("LLAVAGUARD_METRICS_PORT", "0")  # off unless a test asks: parallel workers would share a port
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -35,14 +36,16 @@ class WorkerProcess:
     """`llavaguard worker` as a child process, its output in a log file."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, *, concurrency: int | None = 8, queues: str = "realtime,bulk"
+        self, env: dict[str, str], log_path: Path, *, concurrency: int | None = 8, queues: str = "realtime,bulk",
+        pool: str | None = None,
     ):
         self.log_path = log_path
         self.name = f"w{uuid.uuid4().hex[:8]}@test"
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "worker", f"--queues={queues}", f"--hostname={self.name}",
-             "--loglevel=INFO", *([f"--concurrency={concurrency}"] if concurrency else [])],
+             "--loglevel=INFO", *([f"--concurrency={concurrency}"] if concurrency else []),
+             *([f"--pool={pool}"] if pool else [])],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 

@@ -10,6 +10,8 @@ from botocore.config import Config
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
 from worker.intake import Intake
+from worker.notify.hook import webhook_hook
+from worker.observability.metrics import count_verdict
 from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
 from worker.settings import Settings
@@ -43,4 +45,5 @@ def build_moderator(settings: Settings) -> Moderator:
         intake=Intake.from_settings(settings, s3_client(settings)),
         judge=judge,
         store=store,
+        hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
     )

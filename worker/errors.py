@@ -43,6 +43,8 @@ class ErrorCode(StrEnum):
     INFERENCE_REJECTED = "inference_rejected"
     INFERENCE_UNAVAILABLE = "inference_unavailable"
     MODEL_OUTPUT_INVALID = "model_output_invalid"
+    FILE_NOT_ALLOWED = "file_not_allowed"
+    FILE_NOT_FOUND = "file_not_found"
 
 
 class LlavaguardError(Exception):
@@ -81,3 +83,8 @@ class StoreUnavailable(TransientError):
 
 class SettingsError(LlavaguardError):
     """A setting is invalid; the message is one line naming the environment variable."""
+
+
+class OutboxUnavailable(StoreUnavailable):
+    """The webhook outbox (Redis) cannot record a delivery: the moderation task retries until it can,
+    because a verdict whose event was never recorded would silently lose its webhook."""

@@ -16,6 +16,7 @@ from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
 from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
+from worker.observability import metrics
 from worker.policy import PolicyRegistry, prompt_sha256
 from worker.stores import VerdictStore
 
@@ -49,9 +50,11 @@ class Moderator:
         try:
             prompt = self.policies.prompt(request.policy, request.non_violating)
             policy = PolicyRef(name=request.policy, sha256=prompt_sha256(prompt))
-            prepared = self.intake.load(request.image)
+            with metrics.stage("fetch"):
+                prepared = self.intake.load(request.image)
             image = prepared.info
-            judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
+            with metrics.stage("inference"), metrics.in_flight():
+                judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
         except ModerationFailed as exc:
             return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
         found = judgement.assessment
@@ -68,7 +71,9 @@ class Moderator:
         return self._persist(request, failed_verdict(request, code, message, policy=policy, image=image))
 
     def _persist(self, request: ModerationRequest, verdict: Verdict) -> Verdict:
-        if self.store.save(verdict):
+        with metrics.stage("store"):
+            saved = self.store.save(verdict)
+        if saved:
             log.info("moderation.stored", status=verdict.status, rating=verdict.rating,
                      category=verdict.category, error=verdict.error.code if verdict.error else None)
             return self._after(request, verdict, first=True)

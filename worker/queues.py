@@ -5,8 +5,16 @@ from __future__ import annotations
 REALTIME_QUEUE = "realtime"
 BULK_QUEUE = "bulk"
 QUEUES = (REALTIME_QUEUE, BULK_QUEUE)
+"""Queues moderations are submitted to."""
+WEBHOOKS_QUEUE = "webhooks"
+"""Webhook delivery tasks (worker/notify): their own queue, so receivers never delay moderation."""
+WORKER_QUEUES = (*QUEUES, WEBHOOKS_QUEUE)
+"""What `llavaguard worker` consumes by default."""
 
 MODERATE_TASK = "llavaguard.moderate"
+MODERATE_BATCH_TASK = "llavaguard.moderate_batch"
+"""One message carrying many requests (bulk audits): moderated concurrently inside one task."""
+DELIVER_WEBHOOK_TASK = "llavaguard.webhooks.deliver"
 
 KEY_PREFIX = "llavaguard:"
 SUBMITTED_KEY = KEY_PREFIX + "submitted:"

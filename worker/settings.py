@@ -10,13 +10,18 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import SettingsError
+from worker.notify.events import EVENT_TYPES
+from worker.notify.schedule import DEFAULT_SCHEDULE_S as WEBHOOK_SCHEDULE_S
+from worker.notify.signing import parse_secret
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys"})
+"""Never echoed in an error message."""
 
 
 def _split_commas(value: object) -> object:
@@ -73,6 +78,95 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # Producers: HTTP ingestion API and bulk audits.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Keys accepted as `Authorization: Bearer <key>` by `llavaguard api` (comma-separated); none: it won't start."""
+    api_max_batch_items: int = Field(default=1000, ge=1)
+    """Most items one `POST /v1/moderations/batch` may carry."""
+    shared_root: Path | None = None
+    """Absolute folder `file://` images must lie in (a mount shared by producers and workers); none: refused."""
+    audit_batch_size: int = Field(default=64, ge=1, le=1000)
+    """Images per `bulk` queue message published by `llavaguard audit`."""
+
+    # Operations: metrics and health.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Each worker serves Prometheus metrics on this port (0: off); under prefork the parent serves all children."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104  (scraped from other containers/hosts; metrics hold no secrets)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    """How often a worker's consumer loop refreshes its heartbeat in Redis (it expires after 3 intervals)."""
+    health_stall_s: float = Field(default=120.0, gt=0)
+    """`llavaguard health` fails when a worker with free slots has received nothing this long while its queues
+    held messages (the consumer stopped consuming)."""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("shared_root")
+    @classmethod
+    def _absolute_root(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    # Webhooks (worker/notify): signed, retried Standard Webhooks deliveries of verdict events.
+    webhook_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Endpoints (comma-separated) receiving every event; operator configuration, so not SSRF-guarded."""
+    webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, validate_default=True)
+    """`whsec_<base64>` secrets (comma-separated): each one signs every message, for rotation."""
+    webhook_events: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Events besides `moderation.unsafe` (always on): `moderation.completed`, `moderation.failed`."""
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(WEBHOOK_SCHEDULE_S)
+    )
+    """Delays before the 2nd, 3rd ... attempt; after the last attempt the delivery is dead-lettered."""
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+    """Webhook requests one worker process has in flight, on threads of their own."""
+    webhook_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+    webhook_retention_s: int = Field(default=30 * 24 * 3600, ge=60)
+    """How long finished (delivered or dead-lettered) deliveries and their attempts are kept."""
+
+    @field_validator("webhook_url", "webhook_events", "webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _webhook_lists(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secrets(cls, value: object, info: Any) -> object:
+        secrets = _split_commas(value)
+        if isinstance(secrets, list):
+            for position, secret in enumerate(secrets, start=1):
+                parse_secret(secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret), position)
+            if not secrets and info.data.get("webhook_url"):
+                raise ValueError(f"required when {ENV_PREFIX}WEBHOOK_URL is set (webhooks are always signed)")
+        return secrets
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _webhook_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r} (known: {', '.join(EVENT_TYPES)})")
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _webhook_schedule(cls, value: list[float]) -> list[float]:
+        if any(delay <= 0 for delay in value) or len(value) > 30:
+            raise ValueError("expected at most 30 positive delays in seconds")
+        return value
+
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
@@ -99,5 +193,5 @@ def load_settings(**overrides: Any) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         given = err.get("input")
-        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if isinstance(given, dict) or field in SECRET_FIELDS else f" (got {given!r})"
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {err['msg']}{shown}") from None

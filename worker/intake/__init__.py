@@ -3,6 +3,7 @@
     Intake.load(ref)
     ├── inline bytes ─────────────┐
     ├── s3://bucket/key  S3Fetcher ┼─> prepare_image (images.py) -> PreparedImage
+    ├── file:///path     FileFetcher (only beneath LLAVAGUARD_SHARED_ROOT)
     └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP)
 
 Every bad input ends as `ModerationFailed` with a FETCH_*/S3_*/IMAGE_* code; no third-party exception
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
+from worker.intake.file_fetch import FileFetcher
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
 from worker.intake.pinned import HttpResponse, PinnedHttp
@@ -44,10 +46,12 @@ class Intake:
     """Loads images of every kind with one set of limits; thread-safe, build one per worker process."""
 
     def __init__(
-        self, http: HttpFetcher, s3: S3Fetcher | None, max_pixels: int, max_side_px: int, max_bytes: int
+        self, http: HttpFetcher, s3: S3Fetcher | None, max_pixels: int, max_side_px: int, max_bytes: int,
+        files: FileFetcher | None = None,
     ) -> None:
         self.http = http
         self.s3 = s3
+        self.files = files or FileFetcher(None, max_bytes)
         self.max_pixels = max_pixels
         self.max_side_px = max_side_px
         self.max_bytes = max_bytes
@@ -65,7 +69,10 @@ class Intake:
             max_redirects=settings.fetch_max_redirects,
         )
         s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes)
-        return cls(http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes)
+        files = FileFetcher(settings.shared_root, settings.max_image_bytes)
+        return cls(
+            http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -92,6 +99,8 @@ class Intake:
             return self.s3.fetch(url)
         if scheme in ("http", "https"):
             return self.http.fetch(url)
+        if scheme == "file":
+            return self.files.fetch(url)
         raise ModerationFailed(
             ErrorCode.FETCH_SCHEME_UNSUPPORTED, f"{scheme or 'scheme-less'} image references are unsupported"
         )

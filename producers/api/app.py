@@ -1,0 +1,74 @@
+"""`create_app(settings)`: the HTTP ingestion API as a FastAPI application (served by `llavaguard api`).
+
+Routes (`routes.py`) are a thin layer over the SDK; auth (`auth.py`), errors (`problems.py`), the body cap
+(`limits.py`) and health (`health.py`) are assembled here. One `AsyncModerationClient` per process, opened
+with the application and closed with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio
+from fastapi import Depends, FastAPI
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from producers.api import health, problems, routes
+from producers.api.auth import api_key_check
+from producers.api.limits import ENVELOPE_BYTES, BodySizeLimit
+from producers.api.problems import ApiProblem, problem_response
+from producers.api.validation import Rules
+from producers.async_client import AsyncModerationClient
+from worker.errors import SettingsError, StoreUnavailable
+from worker.policy import PolicyRegistry
+from worker.settings import Settings, load_settings
+
+DESCRIPTION = """Enqueue images for moderation by LlavaGuard and read their verdicts.
+
+Authenticate with `Authorization: Bearer <key>` (a key from `LLAVAGUARD_API_KEYS`). Errors are
+`application/problem+json` with a stable `code`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    if not settings.api_keys:
+        raise SettingsError("LLAVAGUARD_API_KEYS: set at least one key; the HTTP API never runs without one")
+    policies = PolicyRegistry(settings.policy_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.client = AsyncModerationClient(settings=settings)
+        app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=health.CHECK_TIMEOUT_S)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.client.aclose()
+
+    app = FastAPI(title="llavaguard", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes)
+    problems.install(app)
+    _install_dependency_errors(app)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_image_bytes + ENVELOPE_BYTES)
+    moderation = routes.router(policies.names(), allow_http=settings.allow_http,
+                               max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes)
+    app.include_router(moderation, dependencies=[Depends(api_key_check(settings.api_keys))], tags=["moderations"])
+    app.include_router(health.router())
+    return app
+
+
+def _install_dependency_errors(app: FastAPI) -> None:
+    """Redis or the store being down is the server's trouble, not the client's: 503, try again later."""
+
+    async def unavailable(_: object, exc: Exception) -> object:
+        what = "the verdict store" if isinstance(exc, StoreUnavailable) else "the broker (Redis)"
+        problem = ApiProblem(503, "service_unavailable", f"{what} is unavailable; retry later",
+                             headers={"Retry-After": "5"})
+        return problem_response(problem)
+
+    for kind in (StoreUnavailable, RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(kind, unavailable)  # type: ignore[arg-type]

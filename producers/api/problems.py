@@ -1,0 +1,109 @@
+"""Every error the HTTP API answers, as RFC 9457 `application/problem+json`.
+
+One exception type (`ApiProblem`) carries status, title, a human `detail` and a stable machine `code`;
+handlers installed here turn it, FastAPI's validation errors and Starlette's own HTTP errors (unknown route,
+wrong method, malformed multipart) into the same shape, so a client parses one kind of error body.
+"""
+
+from __future__ import annotations
+
+import http
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    """Stable, for clients to branch on: `unauthorized`, `not_found`, `image_url_invalid`, `policy_unknown` ..."""
+    errors: list[dict[str, Any]] | None = None
+    """Per-field problems of a request that failed validation (`loc`, `msg`)."""
+
+
+class ApiProblem(Exception):
+    def __init__(
+        self, status: int, code: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.errors, self.headers = errors, headers
+
+
+def problem_response(problem: ApiProblem) -> JSONResponse:
+    body = Problem(
+        title=http.HTTPStatus(problem.status).phrase, status=problem.status, detail=problem.detail,
+        code=problem.code, errors=problem.errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+def field_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors reduced to what a client needs (no echo of the submitted input)."""
+    return [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+
+
+def invalid_request(exc: ValidationError | RequestValidationError, prefix: str = "") -> ApiProblem:
+    errors = field_errors(exc)
+    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+    where = ".".join(first["loc"]) or "body"
+    return ApiProblem(422, "request_invalid", f"{prefix}{where}: {first['msg']}", errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that make every error a problem document."""
+
+    async def on_problem(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiProblem)
+        return problem_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(invalid_request(exc))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(ApiProblem(exc.status_code, code, str(exc.detail), headers=headers))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("api.unexpected_error", error=repr(exc))
+        return problem_response(ApiProblem(500, "internal_error", "an unexpected error occurred; see the server log"))
+
+    app.add_exception_handler(ApiProblem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def problem_schema() -> dict[str, Any]:
+    return Problem.model_json_schema()
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all problem+json."""
+    return {
+        status: {
+            "description": http.HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": problem_schema()}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,133 @@
+"""`run_audit`: judge every image of a dataset once under one policy, resumably (`llavaguard audit`).
+
+    source ──count──▶ progress bar total
+    source ──Planner──▶ skip judged / skip queued / place local files / publish batches on `bulk`
+           ──Waiter───▶ poll verdicts (re-enqueue lost ones) ──▶ AuditSummary
+
+Interrupting at any point loses nothing: what was published stays queued and is judged by the workers; the
+next run of the same audit resumes from the store and the enqueued markers.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import redis
+
+from producers.bulk.placement import Placement, S3Upload, SharedRoot, parse_s3_prefix
+from producers.bulk.planner import Planner
+from producers.bulk.progress import Progress
+from producers.bulk.sources import AuditItem, FolderSource, Source, count, open_source
+from producers.bulk.summary import AuditSummary
+from producers.bulk.waiting import QueueProbe, Waiter
+from producers.client import ModerationClient
+from worker.categories import normalise_codes
+from worker.composition import s3_client
+from worker.errors import ModerationFailed
+from worker.models import DEFAULT_POLICY, Verdict
+from worker.policy import PolicyRegistry
+from worker.queues import BULK_QUEUE
+from worker.settings import Settings
+
+UPLOAD_TO_STORE = "store"
+"""`--upload-to` without a value: the S3 verdict store's bucket, under `<prefix>/images/`."""
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    source: str
+    policy: str = DEFAULT_POLICY
+    non_violating: list[str] = field(default_factory=list)
+    upload_to: str | None = None
+    batch_size: int | None = None
+    wait: bool = True
+    progress: bool = True
+    poll_s: float = 0.5
+
+
+def run_audit(settings: Settings, options: AuditOptions, *, log: TextIO = sys.stderr) -> AuditSummary:
+    """Plan, enqueue and (unless `wait` is off) wait for every verdict; ValueError for a bad invocation.
+
+    On KeyboardInterrupt the summary so far is attached to the exception as `summary`.
+    """
+    non_violating = _checked_policy(settings, options)
+    s3 = s3_client(settings) if options.source.lower().startswith("s3://") or options.upload_to else None
+    source = open_source(options.source, s3)
+    placement = _placement(settings, options, s3)
+    if isinstance(source, FolderSource):
+        _check_folder(source, placement)
+    print(f"llavaguard audit: counting images in {options.source} ...", file=log, flush=True)
+    total = count(_items(source))
+    summary = AuditSummary(options.source, options.policy, non_violating)
+    with ModerationClient(settings=settings, queue=BULK_QUEUE) as client, Progress(
+        total, enabled=options.progress
+    ) as progress:
+        try:
+            _run(client, source, placement, summary, options, settings, progress)
+        except KeyboardInterrupt as exc:
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise
+        finally:
+            summary.pending = summary.images - summary.tally.judged
+    return summary
+
+
+def _run(
+    client: ModerationClient, source: Source, placement: Placement | None, summary: AuditSummary,
+    options: AuditOptions, settings: Settings, progress: Progress,
+) -> None:
+    def before(verdict: Verdict) -> None:
+        summary.tally.add(verdict)
+        progress.judged_before()
+
+    def now(verdict: Verdict) -> None:
+        summary.tally.add(verdict)
+        progress.judged()
+
+    planner = Planner(client, placement, summary, options.batch_size or settings.audit_batch_size,
+                      on_verdict=before, on_dropped=progress.dropped)
+    planner.run(source)
+    progress.note(enqueued=summary.enqueued, resumed=summary.resumed)
+    if not options.wait:
+        return
+    probe = QueueProbe(redis.Redis.from_url(settings.redis_url))
+    waiter = Waiter(client, probe, now, poll_s=options.poll_s)
+    waiter.wait(planner.outstanding, lambda lost: planner.republish(source, lost))
+
+
+def _check_folder(source: FolderSource, placement: Placement | None) -> None:
+    """Fail once, up front, rather than reject every file of a folder the workers could not read."""
+    hint = "put it under LLAVAGUARD_SHARED_ROOT, or pass --upload-to s3://bucket/prefix (README: Bulk audits)"
+    if placement is None:
+        raise ValueError(f"{source.root} is a folder: workers must be able to read its files; {hint}")
+    if isinstance(placement, SharedRoot):
+        placement.reference(AuditItem(str(source.root.absolute() / "probe"), local=True))  # ValueError if outside
+
+
+def _items(source: Source) -> Any:
+    return (entry for entry in source if isinstance(entry, AuditItem))
+
+
+def _checked_policy(settings: Settings, options: AuditOptions) -> list[str]:
+    """The normalised non-violating codes; ValueError for an unknown policy or category."""
+    try:
+        PolicyRegistry(settings.policy_dir).text(options.policy)
+    except ModerationFailed as exc:
+        raise ValueError(exc.message) from None
+    return normalise_codes(options.non_violating)
+
+
+def _placement(settings: Settings, options: AuditOptions, s3: Any) -> Placement | None:
+    if options.upload_to == UPLOAD_TO_STORE:
+        if not settings.store_url.lower().startswith("s3://"):
+            raise ValueError("--upload-to without a value needs an s3:// LLAVAGUARD_STORE_URL; name a bucket instead")
+        bucket, prefix = parse_s3_prefix(settings.store_url)
+        return S3Upload(bucket, f"{prefix.strip('/')}/images".lstrip("/"), s3)
+    if options.upload_to:
+        bucket, prefix = parse_s3_prefix(options.upload_to)
+        return S3Upload(bucket, prefix, s3)
+    if settings.shared_root is not None:
+        return SharedRoot(settings.shared_root)
+    return None

@@ -1,0 +1,46 @@
+"""What a producer may name as an image, checked before anything is enqueued.
+
+Only the shape is checked here (a scheme the workers know, a host, a bucket and key, an absolute path): the
+worker still applies every real rule when it fetches (the private-address guard, the shared root, the byte
+limit). Catching a malformed reference at submit time turns a later `failed` verdict into an immediate error.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from worker.errors import ModerationFailed
+from worker.intake.file_fetch import path_of_file_uri
+from worker.intake.s3_fetch import parse_s3_uri
+
+IMAGE_SCHEMES = ("https://", "http://", "s3://", "file://")
+MAX_URL_LENGTH = 4096
+
+
+def check_image_url(url: str) -> str:
+    """`url` unchanged if its shape is acceptable; ValueError saying what is wrong otherwise."""
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"image URL is longer than {MAX_URL_LENGTH} characters")
+    scheme = url.split("://", 1)[0].lower() + "://" if "://" in url else ""
+    if scheme not in IMAGE_SCHEMES or not url.lower().startswith(scheme):
+        raise ValueError(f"image must be an https://, http://, s3:// or file:// URL, got {url[:80]!r}")
+    try:
+        if scheme == "s3://":
+            parse_s3_uri(url)
+        elif scheme == "file://":
+            path_of_file_uri(url)
+        else:
+            _check_http(url)
+    except ModerationFailed as exc:
+        raise ValueError(exc.message) from None
+    return url
+
+
+def _check_http(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port out of range
+    except ValueError as exc:  # urlsplit's complaints: a bad IPv6 literal, a bad port
+        raise ValueError(f"invalid image URL {url[:80]!r}: {exc}") from None
+    if not parts.hostname:
+        raise ValueError(f"image URL has no host: {url[:80]!r}")

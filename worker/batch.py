@@ -1,0 +1,97 @@
+"""Many moderations in one task message (bulk audits): run them concurrently, retry only what did not finish.
+
+A `moderate_batch` message carries tens of request payloads, so a million-image audit is thousands of
+broker messages, not a million. Items run on one pool per worker process of `inflight_window` threads, the
+same window that bounds requests to the model server. Each item ends as a stored verdict (completed or
+failed: permanent problems and invalid payloads are recorded like single tasks do) or as a transient
+failure; the task then retries with only the transient items, so finished ones are never judged again
+(and a redelivered item is harmless anyway: the pipeline returns the verdict already stored).
+
+Nothing here knows about Celery: `worker.tasks` turns the unfinished items into a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from worker.errors import ErrorCode, StoreUnavailable, TransientError
+from worker.models import ImageRef, ModerationRequest
+from worker.pipeline import Moderator
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An item whose moderation hit a transient error: it goes into the batch's retry."""
+
+    payload: dict[str, Any]
+    error: TransientError
+
+
+@dataclass
+class BatchRunner:
+    """Moderates the items of batch messages; one per worker process, shared by its task threads."""
+
+    moderator: Callable[[], Moderator]
+    pool: Executor
+    max_retries: int
+
+    def run(self, payloads: list[Any], *, attempt: int, task_id: str | None = None) -> list[Unfinished]:
+        """Moderate every item concurrently; the items that must be retried (empty when all are stored)."""
+        futures = [(p, self.pool.submit(self._item, p, attempt, task_id)) for p in payloads]
+        unfinished: list[Unfinished] = []
+        for payload, future in futures:
+            try:
+                future.result()
+            except TransientError as exc:
+                unfinished.append(Unfinished(payload, exc))
+        return unfinished
+
+    def _item(self, payload: Any, attempt: int, task_id: str | None) -> None:
+        moderation_id = str(payload.get("id", "")) if isinstance(payload, dict) else ""
+        structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
+        try:
+            self._moderate(payload, attempt)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    def _moderate(self, payload: Any, attempt: int) -> None:
+        try:
+            request = ModerationRequest.model_validate(payload)
+        except ValidationError as exc:
+            self._record_invalid(payload, exc)
+            return
+        try:
+            self.moderator().moderate(request)
+        except TransientError as exc:
+            if attempt < self.max_retries or isinstance(exc, StoreUnavailable):
+                raise
+            log.warning("moderation.retries_exhausted", error=exc.message)
+            message = f"gave up after {attempt + 1} attempts: {exc.message}"
+            self.moderator().record_failure(request, exc.code, message)
+
+    def _record_invalid(self, payload: Any, exc: ValidationError) -> None:
+        """Record `request_invalid` under the payload's id; a payload without one is logged and dropped."""
+        log.warning("moderation.invalid_request", error=str(exc).splitlines()[0])
+        moderation_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(moderation_id, str) or not moderation_id:
+            return
+        metadata = payload.get("metadata")
+        placeholder = ModerationRequest(
+            id=moderation_id, image=ImageRef(data=b""), metadata=metadata if isinstance(metadata, dict) else {}
+        )
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        self.moderator().record_failure(placeholder, ErrorCode.REQUEST_INVALID, message)
+
+
+def retry_after_s(unfinished: list[Unfinished]) -> float | None:
+    """The longest `Retry-After` any unfinished item was told, so the retry honours all of them."""
+    hints = [u.error.retry_after_s for u in unfinished if u.error.retry_after_s is not None]
+    return max(hints) if hints else None

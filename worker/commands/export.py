@@ -1,0 +1,46 @@
+"""`llavaguard export`: stored verdicts as JSON lines or CSV on stdout, filtered (for dataset curation)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from producers.export import FORMATS
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "export", help="print stored verdicts (JSON lines or CSV), each with image.source"
+    )
+    parser.add_argument("--format", choices=FORMATS, default="jsonl")
+    parser.add_argument("--rating", default=None, help="Safe or Unsafe")
+    parser.add_argument("--category", default=None, help="a category code (O1 .. O9, NA) or its full name")
+    parser.add_argument("--since", default=None, help="completed at or after: ISO 8601, or an age like 24h, 7d")
+    parser.add_argument("--until", default=None, help="completed before: ISO 8601, or an age")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many verdicts")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from producers.export import iter_verdicts, parse_instant, write
+    from worker.settings import load_settings
+    from worker.stores import VerdictQuery, open_store
+
+    try:
+        query = VerdictQuery.build(
+            rating=args.rating, category=args.category,
+            since=parse_instant(args.since) if args.since else None,
+            until=parse_instant(args.until) if args.until else None, limit=args.limit,
+        )
+    except ValueError as exc:
+        print(f"llavaguard export: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+    try:
+        write(iter_verdicts(store, query), sys.stdout, args.format)
+    finally:
+        store.close()
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,64 @@
+"""Verdict events: which ones a verdict produces, who receives them, their body, and each delivery's id.
+
+The body is built once, when the delivery is enqueued, and stored with it: every attempt sends the same
+bytes under the same `webhook-id`, so receivers can de-duplicate. The id is derived from (moderation id,
+event type, target URL), so a redelivered moderation task enqueues nothing new. Nothing here touches Redis
+or the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from worker.models import Verdict
+
+UNSAFE = "moderation.unsafe"
+"""Every verdict rated Unsafe; always sent."""
+COMPLETED = "moderation.completed"
+"""Every completed verdict (Safe or Unsafe); only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
+FAILED = "moderation.failed"
+"""Every failed moderation; only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
+OPTIONAL_EVENTS = (COMPLETED, FAILED)
+EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One receiver of events. `trusted` targets come from settings; request callbacks pass the SSRF guard."""
+
+    url: str
+    trusted: bool
+
+
+def events_for(verdict: Verdict, enabled: Collection[str]) -> list[str]:
+    """The event types `verdict` produces, given the optional events switched on."""
+    events = [UNSAFE] if verdict.is_unsafe else []
+    if verdict.status == "completed" and COMPLETED in enabled:
+        events.append(COMPLETED)
+    if verdict.status == "failed" and FAILED in enabled:
+        events.append(FAILED)
+    return events
+
+
+def targets_for(endpoints: Sequence[str], callback_url: str | None) -> list[Target]:
+    """The configured endpoints, then the request's callback (once, even if it repeats an endpoint)."""
+    targets = [Target(url, trusted=True) for url in dict.fromkeys(endpoints)]
+    if callback_url and callback_url not in endpoints:
+        targets.append(Target(callback_url, trusted=False))
+    return targets
+
+
+def event_body(event_type: str, verdict: Verdict) -> str:
+    """`{"type", "timestamp", "data"}`, compact JSON; the timestamp is when the verdict was reached."""
+    data = verdict.model_dump(mode="json")
+    event = {"type": event_type, "timestamp": data["completed_at"], "data": data}
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def delivery_id(moderation_id: str, event_type: str, url: str) -> str:
+    """The `webhook-id` of one event to one target: the same on every attempt and every redelivery."""
+    digest = hashlib.sha256(f"{moderation_id}\n{event_type}\n{url}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"

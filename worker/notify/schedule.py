@@ -1,0 +1,82 @@
+"""When to try a webhook again: what an answer means, the retry schedule with jitter, and Retry-After.
+
+An attempt ends in one of four outcomes: delivered (2xx), gone (410: the endpoint is disabled), refused
+(the target can never be sent to: SSRF guard, bad URL, no secret; dead-lettered at once), or retry
+(anything else: 3xx (never followed), other 4xx, 5xx, timeouts, connection errors). Retries follow a fixed
+schedule (Svix's by default, about 28 hours in all) with jitter, never sooner than a `Retry-After` asks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+DEFAULT_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+"""Delays before attempts 2..8: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Standard Webhooks / Svix)."""
+JITTER = 0.2
+"""Each delay is drawn from [delay * (1 - JITTER), delay * (1 + JITTER)], so receivers are not stampeded."""
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GONE = "gone"
+    REFUSED = "refused"
+
+
+def classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome.DELIVERED
+    if status == 410:
+        return Outcome.GONE
+    return Outcome.RETRY
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetrySchedule:
+    delays_s: tuple[float, ...] = DEFAULT_SCHEDULE_S
+    jitter: float = JITTER
+
+    @classmethod
+    def of(cls, delays_s: Sequence[float]) -> RetrySchedule:
+        return cls(tuple(delays_s))
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays_s) + 1
+
+    def delay_after(
+        self, attempt: int, *, retry_after_s: float | None = None, rng: random.Random | None = None
+    ) -> float | None:
+        """Seconds until the next try after failed attempt number `attempt` (1-based); None: give up.
+
+        A `Retry-After` longer than the scheduled delay wins, capped at the schedule's longest step so
+        that a receiver cannot push a delivery out of the schedule altogether.
+        """
+        if attempt < 1 or attempt > len(self.delays_s):
+            return None
+        uniform = rng.uniform if rng is not None else random.uniform
+        delay: float = self.delays_s[attempt - 1] * uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, max(self.delays_s)))
+        return delay

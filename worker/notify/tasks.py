@@ -1,0 +1,87 @@
+"""Celery wiring for webhooks: the delivery task, and the poller and sender pool of each worker process.
+
+Imported at the end of worker/tasks.py, which creates the one Celery `app`. The task only hands the attempt
+to this process's `SenderPool` (or puts it back in the schedule when every sending thread is busy) and
+returns at once: Celery threads, which moderation needs, never wait on a receiver.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+from celery.signals import worker_ready, worker_shutdown
+
+from worker.notify.delivery import Courier, SenderPool
+from worker.notify.outbox import Outbox
+from worker.notify.poller import Poller
+from worker.notify.schedule import RetrySchedule
+from worker.notify.sender import WebhookSender
+from worker.queues import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
+from worker.tasks import app, settings
+
+log = structlog.get_logger(__name__)
+_lock = threading.RLock()
+_outbox: Outbox | None = None
+_pool: SenderPool | None = None
+_poller: Poller | None = None
+
+
+def outbox() -> Outbox:
+    global _outbox
+    with _lock:
+        if _outbox is None:
+            _outbox = Outbox.from_url(settings.redis_url, retention_s=settings.webhook_retention_s)
+        return _outbox
+
+
+def sender_pool() -> SenderPool:
+    """One pool of `webhook_concurrency` sending threads per worker process."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            schedule = RetrySchedule.of(settings.webhook_retry_schedule_s)
+            courier = Courier(outbox(), WebhookSender.from_settings(settings), schedule)
+            _pool = SenderPool(courier.attempt, settings.webhook_concurrency, give_back=_give_back)
+        return _pool
+
+
+def _give_back(delivery_id: str, attempt: int) -> None:
+    outbox().release(delivery_id, attempt, due_at=time.time())
+
+
+def busy_delay_s() -> float:
+    """When every sending thread is busy, the delivery comes back this much later (rather than wait)."""
+    return max(settings.webhook_poll_interval_s, settings.webhook_timeout_s / 4)
+
+
+@app.task(name=DELIVER_WEBHOOK_TASK)
+def deliver_webhook(delivery_id: str, attempt: int) -> None:
+    if not sender_pool().try_submit(delivery_id, attempt):
+        outbox().release(delivery_id, attempt, due_at=time.time() + busy_delay_s())
+
+
+def dispatch(delivery_id: str, attempt: int) -> None:
+    deliver_webhook.apply_async(args=[delivery_id, attempt], queue=WEBHOOKS_QUEUE)
+
+
+@worker_ready.connect
+def _start_poller(**_: Any) -> None:
+    global _poller
+    with _lock:
+        if _poller is None:
+            _poller = Poller(outbox(), dispatch, interval_s=settings.webhook_poll_interval_s,
+                             lease_s=float(settings.visibility_timeout_s))
+            _poller.start()
+            log.info("webhook.poller_started", interval_s=settings.webhook_poll_interval_s,
+                     endpoints=len(settings.webhook_url), signed=bool(settings.webhook_secret))
+
+
+@worker_shutdown.connect
+def _stop(**_: Any) -> None:
+    if _poller is not None:
+        _poller.stop()
+    if _pool is not None:
+        _pool.shutdown()

@@ -1,0 +1,90 @@
+"""The worker's `/metrics` endpoint: one per worker, served by its main process, summing all its processes.
+
+Why multiprocess mode for every pool: under `--pool prefork` the moderations run in forked children, each
+with its own memory, while Prometheus scrapes one port. prometheus_client's multiprocess mode keeps every
+process's values in mmap files in one directory (`multiproc.prepare_multiprocess`), and the collector here,
+in the main process, sums them at scrape time. The `threads` pool (one process) takes the same path, so both
+pools are counted the same way and the end-to-end test covers both.
+
+Children that exit are marked dead by `worker_process_shutdown` (see `wiring`); at every scrape the live
+gauges of processes that died silently (SIGKILL, OOM) are dropped as well. Counters and histograms of dead
+children stay: what they counted happened. Queue depths are read from Redis at scrape time.
+
+Imports prometheus_client: import this module only after `prepare_multiprocess()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from prometheus_client.values import MutexValue, ValueClass
+
+from worker.observability.multiproc import dead_pids
+from worker.observability.queue_depth import queue_depths
+
+log = structlog.get_logger(__name__)
+
+
+class SweepingMultiProcessCollector(Collector):
+    """Sums every process's files; first forgets the live gauges of processes that no longer exist."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._inner = MultiProcessCollector(None, str(path))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        for pid in dead_pids(self._path):
+            mark_process_dead(pid, str(self._path))  # type: ignore[no-untyped-call]
+        metrics: Iterable[Metric] = self._inner.collect()  # type: ignore[no-untyped-call]
+        return metrics
+
+
+class QueueDepthCollector(Collector):
+    """`llavaguard_queue_depth{queue}`, `llavaguard_unacked_messages` and `llavaguard_redis_up`, read live."""
+
+    def __init__(self, client: redis.Redis[bytes], queues: Sequence[str], transport_options: dict[str, Any]):
+        self._client = client
+        self._queues = list(dict.fromkeys(queues))
+        self._options = transport_options
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("llavaguard_redis_up", "1 when this worker's metrics endpoint could read Redis.")
+        try:
+            depths, unacked = queue_depths(self._client, self._queues, self._options)
+        except redis.RedisError as exc:
+            log.warning("metrics.redis_unreachable", error=str(exc))
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        depth = GaugeMetricFamily(
+            "llavaguard_queue_depth", "Messages waiting in each queue, all priorities together.", labels=["queue"]
+        )
+        for queue, count in depths.items():
+            depth.add_metric([queue], count)
+        yield depth
+        yield GaugeMetricFamily(
+            "llavaguard_unacked_messages",
+            "Messages delivered to workers and not yet acknowledged (running or waiting for a retry).",
+            value=unacked,
+        )
+
+
+def serve(host: str, port: int, path: Path, extra: Iterable[Collector] = ()) -> None:
+    """Serve the summed metrics of every process writing into `path`, plus `extra` collectors."""
+    if ValueClass is MutexValue:
+        raise RuntimeError("PROMETHEUS_MULTIPROC_DIR was not set when prometheus_client was first imported")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SweepingMultiProcessCollector(path))
+    for collector in extra:
+        registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)

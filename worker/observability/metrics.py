@@ -1,0 +1,114 @@
+"""The worker's Prometheus metrics (all named `llavaguard_*`) and the functions that record them.
+
+Process model: `llavaguard worker` sets `PROMETHEUS_MULTIPROC_DIR` before anything imports prometheus_client
+(see `worker.observability.exporter`), so every value below lives in a per-process mmap file and the exporter
+in the worker's main process sums the files of all processes: one process with many threads (the `threads`
+pool) and a parent with forked children (`prefork`) are counted the same way. Gauges therefore say how
+processes combine: the in-flight gauge is `livesum`, the sum over processes still alive.
+
+Recording must never slow or break a moderation: these functions touch process memory and a local mmap
+file only, never the network. Label values are bounded sets (ratings, category codes, error codes, stages,
+webhook outcomes); never put ids, URLs or anything a client chooses into a label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.errors import StoreUnavailable, TransientError
+from worker.models import ModerationRequest, Verdict
+
+Stage = Literal["fetch", "inference", "store"]
+
+REGISTRY = CollectorRegistry()
+"""The metrics of this process when no multiprocess directory is set (tests, one-off tools)."""
+
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
+
+VERDICTS = Counter(
+    "llavaguard_verdicts", "Completed verdicts stored, by rating and category code (O1..O9, NA).",
+    ["rating", "category"], registry=REGISTRY,
+)
+FAILURES = Counter(
+    "llavaguard_failures", "Failed verdicts stored, by error code.", ["code"], registry=REGISTRY,
+)
+RETRIES = Counter(
+    "llavaguard_retries", "Transient failures that scheduled a retry, by reason.", ["reason"], registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "llavaguard_stage_duration_seconds", "Time spent in one pipeline stage of one moderation attempt.",
+    ["stage"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+VERDICT_LATENCY = Histogram(
+    "llavaguard_verdict_latency_seconds", "From the request's creation (submit) to its verdict being stored.",
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "llavaguard_inflight_requests", "Moderations waiting on the model server right now.",
+    multiprocess_mode="livesum", registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "llavaguard_webhook_deliveries", "Webhook delivery attempts, by outcome (delivered, retry, gone, refused).",
+    ["outcome"], registry=REGISTRY,
+)
+WEBHOOK_FAILURES = Counter(
+    "llavaguard_webhook_failures", "Webhook deliveries given up on (dead-lettered), by reason.",
+    ["reason"], registry=REGISTRY,
+)
+
+
+@contextmanager
+def stage(name: Stage) -> Iterator[None]:
+    """Time one pipeline stage; a stage that raises is observed too (a slow failure is still slow)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(stage=name).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def in_flight() -> Iterator[None]:
+    """Count a moderation as waiting on the model server while the block runs."""
+    IN_FLIGHT.inc()
+    try:
+        yield
+    finally:
+        IN_FLIGHT.dec()
+
+
+def count_verdict(request: ModerationRequest, verdict: Verdict, first: bool) -> None:
+    """Verdict hook (`Moderator.hooks`): count each moderation once, when its verdict is first stored.
+
+    A redelivered task finds its verdict already stored (`first` is False) and is not counted again.
+    """
+    if not first:
+        return
+    if verdict.status == "completed" and verdict.rating and verdict.category:
+        VERDICTS.labels(rating=verdict.rating, category=verdict.category.split(":", 1)[0]).inc()
+    elif verdict.error is not None:
+        FAILURES.labels(code=verdict.error.code).inc()
+    latency_s = (verdict.completed_at - request.created_at).total_seconds()
+    VERDICT_LATENCY.observe(max(latency_s, 0.0))
+
+
+def retry_scheduled(exc: TransientError) -> None:
+    """Count a transient failure that will be retried (a model server or a store that is down)."""
+    reason = "store_unavailable" if isinstance(exc, StoreUnavailable) else str(exc.code)
+    RETRIES.labels(reason=reason).inc()
+
+
+def webhook_attempt(outcome: str) -> None:
+    """Count one webhook delivery attempt: `delivered`, `retry`, `gone` or `refused` (notify's outcomes)."""
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+def webhook_failed(reason: str) -> None:
+    """Count one webhook delivery given up on for good, e.g. `exhausted`, `gone`, `refused`."""
+    WEBHOOK_FAILURES.labels(reason=reason).inc()

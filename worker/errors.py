@@ -5,6 +5,7 @@
     │     (bad image, refused address, unknown policy, unparseable model output ...)
     ├── TransientError        retry with backoff: the input is fine, a dependency is not
     │     ├── InferenceUnavailable   model server down, 5xx, 503 queue full, timeouts
+    │     ├── ImageSourceUnavailable S3 endpoint unreachable, throttling or 5xx
     │     └── StoreUnavailable       database / S3 unreachable
     └── SettingsError         bad configuration, raised at start-up
 
@@ -75,6 +76,13 @@ class InferenceUnavailable(TransientError):
     """The model server is down, overloaded (503 queue full), erroring (5xx) or too slow."""
 
     code = ErrorCode.INFERENCE_UNAVAILABLE
+
+
+class ImageSourceUnavailable(TransientError):
+    """The image's S3 endpoint is down, throttling or erroring (5xx): the image may be fine, so retry; once
+    retries are exhausted the moderation fails with `s3_error`."""
+
+    code = ErrorCode.S3_ERROR
 
 
 class StoreUnavailable(TransientError):

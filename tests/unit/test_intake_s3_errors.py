@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from mypy_boto3_s3 import S3Client
 
-from worker.errors import ErrorCode, ModerationFailed
+from worker.errors import ErrorCode, ImageSourceUnavailable, ModerationFailed
 from worker.intake.s3_fetch import S3Fetcher
 
 
@@ -32,8 +32,6 @@ def client() -> Iterator[S3Client]:
         ("NoSuchKey", 404, ErrorCode.S3_NOT_FOUND),
         ("NoSuchBucket", 404, ErrorCode.S3_NOT_FOUND),
         ("404", 404, ErrorCode.S3_NOT_FOUND),
-        ("InternalError", 500, ErrorCode.S3_ERROR),
-        ("SlowDown", 503, ErrorCode.S3_ERROR),
         ("InvalidObjectState", 400, ErrorCode.S3_ERROR),
     ],
 )
@@ -44,6 +42,15 @@ def test_client_errors_are_translated(client: S3Client, error_code: str, status:
             S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
     assert caught.value.code == expected
     assert "s3://bucket/key.png" in caught.value.message
+
+
+@pytest.mark.parametrize(("error_code", "status"), [("InternalError", 500), ("SlowDown", 503), ("SlowDown", 400)])
+def test_server_errors_and_throttling_are_transient(client: S3Client, error_code: str, status: int) -> None:
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", service_error_code=error_code, http_status_code=status)
+        with pytest.raises(ImageSourceUnavailable) as caught:
+            S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
+    assert caught.value.code == ErrorCode.S3_ERROR and "s3://bucket/key.png" in caught.value.message
 
 
 def test_a_declared_size_over_the_limit_is_refused_before_reading(client: S3Client) -> None:

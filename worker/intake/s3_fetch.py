@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from worker.errors import ErrorCode, ModerationFailed
+from worker.errors import ErrorCode, ImageSourceUnavailable, ModerationFailed
 from worker.intake.limits import too_large
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 SCHEME = "s3://"
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "Forbidden", "403"})
+THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -47,8 +48,8 @@ class S3Fetcher:
             raise ModerationFailed(ErrorCode.REQUEST_INVALID, f"invalid S3 location {uri!r}: {exc}") from exc
         except ClientError as exc:
             raise _translate_client_error(uri, exc) from exc
-        except BotoCoreError as exc:
-            raise ModerationFailed(ErrorCode.S3_ERROR, f"reading {uri!r} failed: {exc}") from exc
+        except BotoCoreError as exc:  # connection refused, timeouts: the endpoint, not the image
+            raise ImageSourceUnavailable(f"reading {uri!r} failed: {exc}") from exc
 
     def _get(self, bucket: str, key: str) -> bytes:
         response = self.client.get_object(Bucket=bucket, Key=key)
@@ -67,7 +68,7 @@ class S3Fetcher:
         return data
 
 
-def _translate_client_error(uri: str, exc: ClientError) -> ModerationFailed:
+def _translate_client_error(uri: str, exc: ClientError) -> ModerationFailed | ImageSourceUnavailable:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
@@ -76,5 +77,7 @@ def _translate_client_error(uri: str, exc: ClientError) -> ModerationFailed:
     if code in ACCESS_DENIED_CODES or status == "403":
         return ModerationFailed(ErrorCode.S3_ACCESS_DENIED, f"access to {uri} is denied ({code or status})")
     message = f"reading {uri} failed: {code or status}: {error.get('Message', '')}"
+    if status.startswith("5") or code in THROTTLING_CODES:
+        return ImageSourceUnavailable(message)
     return ModerationFailed(ErrorCode.S3_ERROR, message)
 

@@ -5,7 +5,8 @@ every line, ours and third-party ones alike, passes `redact`: long base64 runs (
 credentials in URLs, query strings and `Bearer` headers are masked before anything is written.
 
 `route_stdlib_logging` sends the standard `logging` records of libraries (Celery, kombu, httpx ...) through
-the same renderer and the same write lock, so a worker's stdout is one JSON object per line.
+the same renderer and the same write lock, so a worker's stdout is one JSON object per line. Each line
+leaves in ONE write call (WriteLogger, not print's two), so prefork children sharing stdout never interleave.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
             _renderer(json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
 
@@ -73,11 +74,11 @@ def _task_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) -> Ev
 
 
 class _StdoutHandler(logging.Handler):
-    """Writes through a structlog PrintLogger: one lock per file for stdlib and structlog lines alike."""
+    """Writes through a structlog WriteLogger: one lock per file for stdlib and structlog lines alike."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._out = structlog.PrintLogger(sys.stdout)
+        self._out = structlog.WriteLogger(sys.stdout)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

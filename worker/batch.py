@@ -58,11 +58,16 @@ class BatchRunner:
         moderation_id = str(payload.get("id", "")) if isinstance(payload, dict) else ""
         structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
         try:
-            self._moderate(payload, attempt)
+            self.moderate_one(payload, attempt)
         finally:
             structlog.contextvars.clear_contextvars()
 
-    def _moderate(self, payload: Any, attempt: int) -> None:
+    def moderate_one(self, payload: Any, attempt: int) -> None:
+        """One request payload to a stored verdict; raises TransientError when it must be retried.
+
+        Shared by single-image tasks and batch items, so both follow the same rules: an invalid payload is
+        recorded as `request_invalid`, retries exhausted become a failed verdict, an unreachable store
+        always retries (there is nowhere to record anything)."""
         try:
             request = ModerationRequest.model_validate(payload)
         except ValidationError as exc:

@@ -13,14 +13,12 @@ from typing import Any
 
 import structlog
 from celery import Task
-from pydantic import ValidationError
 
 from worker.batch import BatchRunner, Unfinished, retry_after_s
 from worker.celery_app import create_app
 from worker.composition import build_moderator
-from worker.errors import ErrorCode, StoreUnavailable, TransientError
+from worker.errors import TransientError
 from worker.logs import configure_logging
-from worker.models import ImageRef, ModerationRequest
 from worker.pipeline import Moderator
 from worker.queues import MODERATE_BATCH_TASK, MODERATE_TASK
 from worker.retry import backoff_delay_s
@@ -56,41 +54,8 @@ def moderate(self: Task, payload: dict[str, Any]) -> None:
 
 def _moderate(task: Task, payload: dict[str, Any]) -> None:
     try:
-        request = ModerationRequest.model_validate(payload)
-    except ValidationError as exc:
-        _record_invalid(task, payload, exc)
-        return
-    try:
-        moderator().moderate(request)
+        batch_runner().moderate_one(payload, attempt=task.request.retries)
     except TransientError as exc:
-        attempts = task.request.retries
-        if attempts >= settings.max_retries and not isinstance(exc, StoreUnavailable):
-            code, message = exc.code, f"gave up after {attempts + 1} attempts: {exc.message}"
-            log.warning("moderation.retries_exhausted", error=exc.message)
-            _retrying_on_store(task, lambda: moderator().record_failure(request, code, message))
-            return
-        _retry(task, exc)
-
-
-def _record_invalid(task: Task, payload: Any, exc: ValidationError) -> None:
-    moderation_id = payload.get("id") if isinstance(payload, dict) else None
-    log.warning("moderation.invalid_request", error=str(exc).splitlines()[0])
-    if not isinstance(moderation_id, str) or not moderation_id:
-        return  # nothing to key a verdict on: the message is logged and dropped
-    metadata = payload.get("metadata")
-    placeholder = ModerationRequest(
-        id=moderation_id, image=ImageRef(data=b""), metadata=metadata if isinstance(metadata, dict) else {}
-    )
-    message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    _retrying_on_store(
-        task, lambda: moderator().record_failure(placeholder, ErrorCode.REQUEST_INVALID, message)
-    )
-
-
-def _retrying_on_store(task: Task, action: Any) -> None:
-    try:
-        action()
-    except StoreUnavailable as exc:
         _retry(task, exc)
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from producers import ModerationClient
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
+from worker.queues import MODERATE_TASK
 from worker.settings import load_settings
 from worker.standin.palette import make_image
 from worker.standin.sglang_standin import SGLangStandIn
@@ -79,6 +80,9 @@ def test_bad_inputs_fail_with_specific_codes_and_never_reach_the_model(
             client = ModerationClient(settings=load_settings(**settings))
             ids = [client.submit(image, **kwargs) for image, _, kwargs in cases]  # type: ignore[arg-type]
             verdicts = [client.wait(i, timeout=60) for i in ids]
+            # A message no producer of ours would send: it still ends as a verdict under its id.
+            client._app.send_task(MODERATE_TASK, args=[{"id": "raw-invalid", "image": {}, "metadata": {"k": 1}}])
+            invalid = client.wait("raw-invalid", timeout=60)
             after = client.wait(client.submit(good_png), timeout=60)
             client.close()
     finally:
@@ -90,6 +94,8 @@ def test_bad_inputs_fail_with_specific_codes_and_never_reach_the_model(
         assert verdict.error is not None and verdict.error.code == code, (label, verdict.error)
         assert verdict.error.message
         assert verdict.rating is None and verdict.category is None
+    assert invalid.status == "failed" and invalid.error and invalid.error.code == "request_invalid"
+    assert invalid.metadata == {"k": 1}
     assert canary.hits == [], "the guard let a request reach 127.0.0.2"
     assert after.status == "completed" and after.category == "O4: Nudity Content"
     assert standin.stats()["total_requests"] == 1, "only the good image reached the model server"

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from tests import services
@@ -26,6 +29,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def s3_endpoint() -> Iterator[str]:
     with services.moto_s3_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture()
+def s3(s3_endpoint: str) -> Iterator[Any]:
+    """A boto3 S3 client for the moto server, closed after the test."""
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def bucket(s3: Any) -> str:
+    """A fresh, uniquely named bucket on the moto server."""
+    name = f"lg-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

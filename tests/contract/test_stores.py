@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -70,20 +69,6 @@ def pg_url(postgres_url: str) -> str:
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS verdicts, schema_migrations")
     return postgres_url
-
-
-@pytest.fixture()
-def s3(s3_endpoint: str) -> Iterator[Any]:
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    yield client
-    client.close()
-
-
-@pytest.fixture()
-def bucket(s3: Any) -> str:
-    name = f"verdicts-{uuid.uuid4().hex[:16]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def _s3_store(request: pytest.FixtureRequest, prefix: str = "tenant-a/moderation") -> S3VerdictStore:

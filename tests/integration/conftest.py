@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests import services
@@ -30,10 +28,3 @@ def image_server() -> Iterator[LoopbackHTTPServer]:
     server = LoopbackHTTPServer("127.0.0.1")
     yield server
     server.close()
-
-
-@pytest.fixture()
-def bucket(s3_endpoint: str) -> str:
-    name = f"lg-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
-    return name

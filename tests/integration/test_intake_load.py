@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from io import BytesIO
 
-import boto3
 import pytest
 from mypy_boto3_s3 import S3Client
 from PIL import Image
@@ -34,13 +33,6 @@ def large_png() -> bytes:
     buffer = BytesIO()
     Image.new("RGB", (100, 50), (0, 128, 255)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture()
-def s3(s3_endpoint: str) -> Iterator[S3Client]:
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    yield client
-    client.close()
 
 
 @pytest.fixture()

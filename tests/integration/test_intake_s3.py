@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -17,46 +16,32 @@ from worker.intake.s3_fetch import S3Fetcher, parse_s3_uri
 MAX_BYTES = 1024
 
 
-@pytest.fixture()
-def client(s3_endpoint: str) -> Iterator[S3Client]:
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    yield s3
-    s3.close()
-
-
-@pytest.fixture()
-def bucket(client: S3Client) -> str:
-    name = f"intake-{uuid.uuid4().hex[:16]}"
-    client.create_bucket(Bucket=name)
-    return name
-
-
 def failure(fetcher: S3Fetcher, uri: str) -> ModerationFailed:
     with pytest.raises(ModerationFailed) as caught:
         fetcher.fetch(uri)
     return caught.value
 
 
-def test_fetches_an_object(client: S3Client, bucket: str) -> None:
-    client.put_object(Bucket=bucket, Key="dir/cat.png", Body=b"\x89PNG data")
-    client.put_object(Bucket=bucket, Key="odd ?#name//x.jpg", Body=b"odd")
-    fetcher = S3Fetcher(client, MAX_BYTES)
+def test_fetches_an_object(s3: S3Client, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="dir/cat.png", Body=b"\x89PNG data")
+    s3.put_object(Bucket=bucket, Key="odd ?#name//x.jpg", Body=b"odd")
+    fetcher = S3Fetcher(s3, MAX_BYTES)
     assert fetcher.fetch(f"s3://{bucket}/dir/cat.png") == b"\x89PNG data"
     assert fetcher.fetch(f"s3://{bucket}/odd ?#name//x.jpg") == b"odd"
 
 
-def test_limits_and_empty_objects(client: S3Client, bucket: str) -> None:
-    client.put_object(Bucket=bucket, Key="exact", Body=b"x" * MAX_BYTES)
-    client.put_object(Bucket=bucket, Key="big", Body=b"x" * (MAX_BYTES + 1))
-    client.put_object(Bucket=bucket, Key="empty", Body=b"")
-    fetcher = S3Fetcher(client, MAX_BYTES)
+def test_limits_and_empty_objects(s3: S3Client, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="exact", Body=b"x" * MAX_BYTES)
+    s3.put_object(Bucket=bucket, Key="big", Body=b"x" * (MAX_BYTES + 1))
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    fetcher = S3Fetcher(s3, MAX_BYTES)
     assert fetcher.fetch(f"s3://{bucket}/exact") == b"x" * MAX_BYTES
     assert failure(fetcher, f"s3://{bucket}/big").code == ErrorCode.IMAGE_TOO_LARGE
     assert failure(fetcher, f"s3://{bucket}/empty").code == ErrorCode.IMAGE_EMPTY
 
 
-def test_missing_objects_and_buckets(client: S3Client, bucket: str) -> None:
-    fetcher = S3Fetcher(client, MAX_BYTES)
+def test_missing_objects_and_buckets(s3: S3Client, bucket: str) -> None:
+    fetcher = S3Fetcher(s3, MAX_BYTES)
     assert failure(fetcher, f"s3://{bucket}/nope.png").code == ErrorCode.S3_NOT_FOUND
     assert failure(fetcher, f"s3://missing-{uuid.uuid4().hex[:12]}/x.png").code == ErrorCode.S3_NOT_FOUND
 
@@ -64,8 +49,8 @@ def test_missing_objects_and_buckets(client: S3Client, bucket: str) -> None:
 @pytest.mark.parametrize(
     "uri", ["s3://", "s3://bucket-only", "s3://bucket-only/", "s3:///key", "https://b/k", "s3://Bad_Bucket!/k"]
 )
-def test_malformed_uris_are_invalid_requests(client: S3Client, uri: str) -> None:
-    assert failure(S3Fetcher(client, MAX_BYTES), uri).code == ErrorCode.REQUEST_INVALID
+def test_malformed_uris_are_invalid_requests(s3: S3Client, uri: str) -> None:
+    assert failure(S3Fetcher(s3, MAX_BYTES), uri).code == ErrorCode.REQUEST_INVALID
 
 
 def test_uri_parsing_keeps_the_key_verbatim() -> None:

@@ -127,9 +127,9 @@ def test_dead_processes_are_found_by_their_live_gauge_files(tmp_path: Path) -> N
     assert dead_pids(tmp_path) == {dead}
 
 
-def test_multiprocess_mode_cannot_be_switched_on_too_late() -> None:
+def test_multiprocess_mode_cannot_be_switched_on_too_late(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="imported before"):
-        prepare_multiprocess()
+        prepare_multiprocess(tmp_path)
 
 
 def test_celery_lines_naming_a_task_get_its_moderation_id() -> None:

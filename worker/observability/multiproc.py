@@ -68,12 +68,18 @@ def prepare_multiprocess(path: Path) -> MetricsDir:
             "prometheus_client was imported before the worker set PROMETHEUS_MULTIPROC_DIR: the metrics of "
             "prefork children would be lost (import worker.observability.metrics only after this call)"
         )
+    joined = join_shared_dir(path)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return joined
+
+
+def join_shared_dir(path: Path) -> MetricsDir:
+    """Hold `path` for this worker; alone there, first clear what killed workers left behind."""
     _make_private_dir(path)
     fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     if _try_exclusive(fd):  # nobody else uses it: whatever is there was left by killed workers
         _clear_files(path)
     fcntl.flock(fd, fcntl.LOCK_SH)  # not atomic with the line above; harmless: we have written nothing yet
-    os.environ[MULTIPROC_ENV] = str(path)
     return MetricsDir(path, fd)
 
 

@@ -65,7 +65,7 @@ def forget_dead(client: redis.Redis[bytes], host: str | None = None, now: float 
     now = time.time() if now is None else now
     gone = [
         r.worker for r in _entries(client, host)
-        if r.pid != os.getpid() and (not process_alive(r.pid) or now - r.seen_at > FORGET_AFTER_S)
+        if now - r.seen_at > FORGET_AFTER_S or not process_alive(r.pid)
     ]
     if gone:
         client.hdel(WORKERS_KEY + host, *gone)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,11 +38,12 @@ HOST = socket.gethostname()
 class PlainWorker:
     """`llavaguard worker` without --hostname or metrics overrides: the node name and port are its defaults."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str) -> None:
         self.log_path = log_path
         with log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--queues=realtime", "--concurrency=2"],
+                [sys.executable, "-m", "worker.cli", "worker", "--queues=realtime", "--concurrency=2",
+                 f"--pool={pool}"],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         self.name = f"llavaguard-{self.proc.pid}@{HOST}"
@@ -61,12 +63,12 @@ class PlainWorker:
 
 
 @contextmanager
-def plain_workers(env: dict[str, str], log_dir: Path, count: int) -> Iterator[list[PlainWorker]]:
+def plain_workers(env: dict[str, str], log_dir: Path, count: int, pool: str) -> Iterator[list[PlainWorker]]:
     log_dir.mkdir(parents=True, exist_ok=True)
     workers: list[PlainWorker] = []
     try:
         for i in range(count):  # one after the other: the first one binds the metrics port
-            workers.append(PlainWorker(env, log_dir / f"worker-{len(list(log_dir.iterdir()))}-{i}.log"))
+            workers.append(PlainWorker(env, log_dir / f"worker-{len(list(log_dir.iterdir()))}-{i}.log", pool))
             workers[-1].wait_ready()
         yield workers
     finally:
@@ -113,7 +115,8 @@ def judge(settings: dict[str, str], count: int) -> None:
         assert all(client.wait(i, timeout=120).status == "completed" for i in ids)
 
 
-def test_workers_on_one_host_share_metrics_names_and_health(fresh_redis: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_workers_on_one_host_share_metrics_names_and_health(pool: str, fresh_redis: str, tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "tmp").mkdir()
     with SGLangStandIn("127.0.0.1", 0, max_running=16, service_time_s=0.3) as standin:
@@ -123,7 +126,7 @@ def test_workers_on_one_host_share_metrics_names_and_health(fresh_redis: str, tm
         }
         # TMPDIR: the default shared metrics directory goes under the test's own temp dir.
         env = {**worker_env(**settings), "TMPDIR": str(tmp_path / "tmp")}
-        with plain_workers(env, tmp_path / "logs", count=2) as (first, second):
+        with plain_workers(env, tmp_path / "logs", count=2, pool=pool) as (first, second):
             judge(settings, 20)
             assert first.received() > 0 and second.received() > 0, "both workers consume"
             counts_become(port, 20)  # served by one of them, counting both
@@ -142,7 +145,7 @@ def test_workers_on_one_host_share_metrics_names_and_health(fresh_redis: str, tm
 
             judge(settings, 5)
             counts_become(port, 25)
-            with plain_workers(env, tmp_path / "logs", count=1) as (restarted,):
+            with plain_workers(env, tmp_path / "logs", count=1, pool=pool) as (restarted,):
                 assert restarted.name not in (first.name, second.name)
                 report = health_becomes(0, env)  # a worker starting on the host forgets the dead one
                 assert {w["worker"] for w in report["workers"]} == {second.name, restarted.name}

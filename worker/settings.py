@@ -90,7 +90,7 @@ class Settings(BaseSettings):
 
     # Operations: metrics and health.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
-    """Each worker serves Prometheus metrics on this port (0: off); under prefork the parent serves all children."""
+    """The host's workers serve Prometheus metrics on this port (0: off), one of them at a time, summing all."""
     # Issue 8 item 4 (two workers on one host): loopback by default (compose sets 0.0.0.0 where Prometheus
     # scrapes); the workers of one host and port share one multiprocess directory, default under the temp dir.
     metrics_host: str = "127.0.0.1"

@@ -27,11 +27,15 @@ def s3_client(settings: Settings) -> Any:
     return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config)
 
 
-def build_moderator(settings: Settings) -> Moderator:
-    backend = SGLangClient(
+def sglang_client(settings: Settings) -> SGLangClient:
+    return SGLangClient(
         settings.sglang_url, api_key=settings.sglang_api_key,
         timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
     )
+
+
+def build_moderator(settings: Settings) -> Moderator:
+    backend = sglang_client(settings)
     judge = LlavaGuardJudge(
         backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
         max_tokens=settings.max_tokens,

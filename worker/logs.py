@@ -27,6 +27,10 @@ _SECRET_QUERY = re.compile(
 )
 _BEARER = re.compile(r"(\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 
+CREDENTIAL_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+"""Libraries whose DEBUG lines carry credentials: botocore logs request headers (the SigV4 `Authorization`
+header names the access key id) and the strings it signs. They never log below INFO, whatever LOG_LEVEL says."""
+
 
 def redact_text(text: str) -> str:
     text = _BASE64_RUN.sub(lambda m: f"<redacted {len(m.group())} chars>", text)
@@ -112,4 +116,6 @@ def route_stdlib_logging(level: str | int = "INFO", *, json: bool = True, extra:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()])
+    for name in CREDENTIAL_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
     logging.captureWarnings(True)

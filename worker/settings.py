@@ -90,8 +90,12 @@ class Settings(BaseSettings):
 
     # Operations: metrics and health.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
-    """Each worker serves Prometheus metrics on this port (0: off); under prefork the parent serves all children."""
-    metrics_host: str = "0.0.0.0"  # noqa: S104  (scraped from other containers/hosts; metrics hold no secrets)
+    """The host's workers serve Prometheus metrics on this port (0: off), one of them at a time, summing all."""
+    # Issue 8 item 4 (two workers on one host): loopback by default (compose sets 0.0.0.0 where Prometheus
+    # scrapes); the workers of one host and port share one multiprocess directory, default under the temp dir.
+    metrics_host: str = "127.0.0.1"
+    metrics_dir: Path | None = None
+    """Multiprocess metrics directory of the workers of a host (default: <tmp>/llavaguard-metrics-<uid>-<port>)."""
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     """How often a worker's consumer loop refreshes its heartbeat in Redis (it expires after 3 intervals)."""
     health_stall_s: float = Field(default=120.0, gt=0)

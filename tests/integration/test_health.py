@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from producers import ModerationClient
 from tests import services
 from tests.harness import WorkerProcess, running_workers, worker_env
 from worker.celery_app import create_app
+from worker.observability import registry
 from worker.settings import load_settings
 from worker.standin.palette import make_image
 
@@ -91,3 +95,44 @@ def test_redis_gone_is_unhealthy(tmp_path: Path) -> None:
             code, report = health(env, worker)
             assert code == 1 and "Redis unreachable" in report["reason"]
             worker.kill()  # a warm shutdown would wait for the broker
+
+
+def test_host_registry_forgets_dead_and_long_silent_workers(fresh_redis: str, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(fresh_redis)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    now = time.time()
+    entries = {
+        "alive@h": {"pid": os.getpid(), "seen_at": now},
+        "killed@h": {"pid": int(finished.stdout), "seen_at": now},  # its process is gone
+        "removed@h": {"pid": os.getpid(), "seen_at": now - registry.FORGET_AFTER_S - 1},  # silent too long
+    }
+    client.hset(registry.WORKERS_KEY + "h", mapping={k: json.dumps(v) for k, v in entries.items()})
+    assert [r.worker for r in registry.registered(client, "h", now=now)] == ["alive@h", "killed@h"]
+    assert sorted(registry.forget_dead(client, "h", now=now)) == ["killed@h", "removed@h"]
+    assert [r.worker for r in registry.registered(client, "h", now=now)] == ["alive@h"]
+    client.close()
+
+
+def test_health_without_hostname_checks_this_hosts_worker(fresh_redis: str, tmp_path: Path) -> None:
+    """The compose healthcheck: `llavaguard health` alone, one worker (any node name) on this host."""
+    env = worker_env(**settings_for(fresh_redis, tmp_path))
+    with running_workers(env, tmp_path, count=1, concurrency=2) as (worker,):
+        code, report = health_alone(env)
+        deadline = time.monotonic() + 30
+        while code != 0 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            code, report = health_alone(env)
+        assert code == 0 and [w["worker"] for w in report["workers"]] == [worker.name]
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while code == 0:
+            assert time.monotonic() < deadline, report
+            time.sleep(0.3)
+            code, report = health_alone(env)
+        assert "no heartbeat" in report["reason"]
+
+
+def health_alone(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "health"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    return done.returncode, json.loads(done.stdout)

@@ -163,8 +163,9 @@ def test_api_key_is_sent() -> None:
             assert good.model_name() == "llavaguard-standin"
         with SGLangClient(server.url) as anonymous:
             assert anonymous.health() is True  # /health is open, as in SGLang
-            with pytest.raises(InferenceUnavailable, match="401"):
+            with pytest.raises(ModerationFailed, match="401") as caught:
                 LlavaGuardJudge(anonymous).judge(make_image("O1"), "image/png", PROMPT)
+            assert caught.value.code == ErrorCode.INFERENCE_REJECTED
 
 
 @pytest.mark.parametrize("window", [8, 16])

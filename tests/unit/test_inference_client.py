@@ -76,7 +76,17 @@ def test_503_queue_full_is_transient_with_retry_after(make_client: MakeClient) -
     assert caught.value.retry_after_s == 5.0
 
 
-@pytest.mark.parametrize("status", [500, 502, 504, 401, 404, 429])
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_api_key_is_permanent_and_says_which_setting(make_client: MakeClient, status: int) -> None:
+    """A configuration error: retrying only delays every moderation's failure by the whole retry budget."""
+    with pytest.raises(ModerationFailed, match="LLAVAGUARD_SGLANG_API_KEY") as caught:
+        make_client(_answer(status, {"error": "Unauthorized"})).complete(REQUEST)
+    assert caught.value.code == ErrorCode.INFERENCE_REJECTED and str(status) in caught.value.message
+    with pytest.raises(ModerationFailed, match="API key"):
+        make_client(_answer(status, {"error": "Unauthorized"})).model_name()
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 404, 429])
 def test_other_failures_are_transient(make_client: MakeClient, status: int) -> None:
     with pytest.raises(InferenceUnavailable, match=str(status)) as caught:
         make_client(_answer(status, {"detail": "nope"})).complete(REQUEST)

@@ -19,7 +19,7 @@ from worker.logs import redact_text
 from worker.models import ErrorInfo, ImageInfo, ImageRef, ModerationRequest, PolicyRef, Verdict
 from worker.observability import metrics
 from worker.observability.heartbeat import Beat, ConsumptionWatch, verdict_on
-from worker.observability.multiproc import dead_pids, prepare_multiprocess
+from worker.observability.multiproc import dead_pids, join_shared_dir, prepare_multiprocess, shared_metrics_dir
 from worker.observability.queue_depth import broker_keys
 from worker.observability.wiring import RecentTasks
 from worker.settings import load_settings
@@ -127,9 +127,9 @@ def test_dead_processes_are_found_by_their_live_gauge_files(tmp_path: Path) -> N
     assert dead_pids(tmp_path) == {dead}
 
 
-def test_multiprocess_mode_cannot_be_switched_on_too_late() -> None:
+def test_multiprocess_mode_cannot_be_switched_on_too_late(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="imported before"):
-        prepare_multiprocess()
+        prepare_multiprocess(tmp_path)
 
 
 def test_celery_lines_naming_a_task_get_its_moderation_id() -> None:
@@ -152,3 +152,37 @@ def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
     base = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in used}
     assert base <= defined, base - defined
     json.loads((ROOT / "ops/grafana/dashboards/llavaguard.json").read_text())
+
+
+def test_the_shared_metrics_directory_is_cleared_only_by_its_last_user(tmp_path: Path) -> None:
+    shared = tmp_path / "llavaguard-metrics"
+    first = join_shared_dir(shared)
+    (shared / "counter_11.db").touch()
+    second = join_shared_dir(shared)  # a second worker: the first one's counts stay
+    assert (shared / "counter_11.db").exists()
+    first.release()  # a worker leaving while another runs: its counts keep being served
+    assert (shared / "counter_11.db").exists()
+    second.release()  # the last one out
+    assert not list(shared.glob("*.db")) and shared.is_dir()
+
+
+def test_a_worker_alone_in_the_shared_directory_drops_what_killed_workers_left(tmp_path: Path) -> None:
+    shared = tmp_path / "llavaguard-metrics"
+    shared.mkdir(mode=0o700)
+    (shared / "counter_12.db").touch()
+    joined = join_shared_dir(shared)
+    assert not (shared / "counter_12.db").exists()
+    joined.release()
+
+
+def test_a_shared_directory_others_can_write_into_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="LLAVAGUARD_METRICS_DIR"):
+        join_shared_dir(shared)
+
+
+def test_the_default_shared_directory_is_per_user_and_port(tmp_path: Path) -> None:
+    assert shared_metrics_dir(9108).name == f"llavaguard-metrics-{os.getuid()}-9108"
+    assert shared_metrics_dir(9108, tmp_path) == tmp_path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import socket
+import os
 import sys
-from pathlib import Path
+import threading
 from typing import Any
 
+from worker.observability.multiproc import MetricsDir
 from worker.queues import WORKER_QUEUES
 
 
@@ -17,40 +18,57 @@ def register(sub: Any) -> None:
                         help="threads per worker process (default: LLAVAGUARD_INFLIGHT_WINDOW)")
     parser.add_argument("--queues", default=",".join(WORKER_QUEUES), help="comma-separated (default: %(default)s)")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    parser.add_argument("--hostname", default=None)
+    parser.add_argument("--hostname", default=None,
+                        help="node name (default: llavaguard-<pid>@<host>, unique per worker on a host)")
     parser.add_argument("--loglevel", default="INFO")
     parser.set_defaults(handler=run)
 
 
 def default_hostname() -> str:
-    """The node name pattern used without --hostname; `llavaguard health` expands the same one."""
-    return f"llavaguard-{socket.gethostname()}-%i@%h"
+    """The node name without --hostname: the process id makes it unique among the workers of one host.
+
+    `llavaguard health` finds these names in the host's worker registry (worker/observability/registry.py).
+    """
+    return f"llavaguard-{os.getpid()}@%h"
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.observability.multiproc import cleanup_multiprocess, prepare_multiprocess
+    from worker.observability.multiproc import prepare_multiprocess, shared_metrics_dir
     from worker.settings import load_settings
 
-    # Before worker.tasks is imported: prometheus_client reads PROMETHEUS_MULTIPROC_DIR on its first import.
-    metrics_dir = prepare_multiprocess() if load_settings().metrics_port else None
+    settings = load_settings()
+    metrics_dir: MetricsDir | None = None
+    if settings.metrics_port:
+        # Before worker.tasks is imported: prometheus_client reads PROMETHEUS_MULTIPROC_DIR on its first import.
+        try:
+            metrics_dir = prepare_multiprocess(shared_metrics_dir(settings.metrics_port, settings.metrics_dir))
+        except OSError as exc:
+            print(f"llavaguard: cannot use the metrics directory (LLAVAGUARD_METRICS_DIR): {exc}", file=sys.stderr)
+            return 2
     try:
         return _run(args, metrics_dir)
     finally:
         if metrics_dir is not None:
-            cleanup_multiprocess(metrics_dir)
+            metrics_dir.release()
 
 
-def _run(args: argparse.Namespace, metrics_dir: Path | None) -> int:
+def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
+    from celery import signals
+
+    from worker.inference.preflight import report_model_server
     from worker.observability.wiring import install
     from worker.tasks import app, settings
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     try:
-        install(app, settings, queues, metrics_dir)
+        install(app, settings, queues, None if metrics_dir is None else metrics_dir.path)
     except OSError as exc:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
+    # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
+    signals.worker_ready.connect(lambda **_: threading.Thread(
+        target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
     quiet = ["--quiet"] if settings.log_json else []  # Celery's banner is not JSON

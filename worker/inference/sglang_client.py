@@ -3,7 +3,9 @@
 It knows endpoints, headers and status codes, and nothing about LlavaGuard. It is the one place where httpx
 errors become `worker.errors` exceptions: unreachable, slow, overloaded or broken server ->
 InferenceUnavailable (retry later); a request the server refuses (400: undecodable image, prompt too long)
--> ModerationFailed (retrying cannot help).
+-> ModerationFailed (retrying cannot help). So is a refused API key (401/403): a configuration error that no
+retry fixes, so every moderation fails `inference_rejected` at once (and the worker says so at start,
+`worker.inference.preflight`) instead of waiting through the retry budget.
 
 One instance is shared by every thread of a worker process: it holds one pooled `httpx.Client` (thread-safe)
 and a semaphore, so the process never has more than `inflight_window` generations in flight however many
@@ -36,6 +38,8 @@ from worker.inference.sglang_wire import (
 
 REJECTED_STATUSES = frozenset({400, 413, 422})
 """The server read the request and refused its content: the same request will fail again."""
+KEY_REFUSED_STATUSES = frozenset({401, 403})
+"""The server refused this worker's API key (`LLAVAGUARD_SGLANG_API_KEY`): every request will fail again."""
 
 
 class SGLangClient:
@@ -112,6 +116,7 @@ class SGLangClient:
         statuses = []
         for path, reader in ((MODELS_PATH, parse_model_id), (MODEL_INFO_PATH, parse_model_info)):
             response = self._send("GET", path)
+            self._raise_if_key_refused(response)
             name = reader(_json_or_none(response)) if response.is_success else None
             if name:
                 return name
@@ -135,6 +140,7 @@ class SGLangClient:
                 raise InferenceUnavailable(
                     f"SGLang at {self.base_url} answered {response.status_code} with a body that is not JSON"
                 ) from exc
+        self._raise_if_key_refused(response)
         message = error_message(_json_or_none(response), response.text)
         if response.status_code in REJECTED_STATUSES:
             raise ModerationFailed(ErrorCode.INFERENCE_REJECTED, message)
@@ -142,6 +148,13 @@ class SGLangClient:
             f"SGLang at {self.base_url} answered {response.status_code}: {message}",
             retry_after_s=retry_after_s(response.headers.get("retry-after")),
         )
+
+    def _raise_if_key_refused(self, response: httpx.Response) -> None:
+        if response.status_code in KEY_REFUSED_STATUSES:
+            raise ModerationFailed(ErrorCode.INFERENCE_REJECTED, (
+                f"SGLang at {self.base_url} refused this worker's API key ({response.status_code}): "
+                "check LLAVAGUARD_SGLANG_API_KEY against the server's --api-key"
+            ))
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -1,10 +1,11 @@
-"""The worker's `/metrics` endpoint: one per worker, served by its main process, summing all its processes.
+"""The workers' `/metrics` endpoint: one per host and port, summing every process of every worker there.
 
 Why multiprocess mode for every pool: under `--pool prefork` the moderations run in forked children, each
 with its own memory, while Prometheus scrapes one port. prometheus_client's multiprocess mode keeps every
 process's values in mmap files in one directory (`multiproc.prepare_multiprocess`), and the collector here,
 in the main process, sums them at scrape time. The `threads` pool (one process) takes the same path, so both
-pools are counted the same way and the end-to-end test covers both.
+pools are counted the same way and the end-to-end test covers both. Several workers on one host share the
+directory; the one whose main process holds the port serves the sum, the others wait to take over (`serve`).
 
 Children that exit are marked dead by `worker_process_shutdown` (see `wiring`); at every scrape the live
 gauges of processes that died silently (SIGKILL, OOM) are dropped as well. Counters and histograms of dead
@@ -15,6 +16,9 @@ Imports prometheus_client: import this module only after `prepare_multiprocess()
 
 from __future__ import annotations
 
+import errno
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,12 +83,51 @@ class QueueDepthCollector(Collector):
         )
 
 
+TAKEOVER_RETRY_S = 2.0
+"""How often a worker whose metrics port is taken (another worker on this host serves it) tries again."""
+
+
 def serve(host: str, port: int, path: Path, extra: Iterable[Collector] = ()) -> None:
-    """Serve the summed metrics of every process writing into `path`, plus `extra` collectors."""
+    """Serve the summed metrics of every process writing into `path`, plus `extra` collectors.
+
+    When another worker on this host already serves the port, keep trying in the background: if that worker
+    dies, this one takes over, and because both write into the same directory, nothing counted is lost.
+    Any other error (a bad address, a privileged port) raises OSError at once.
+    """
     if ValueClass is MutexValue:
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR was not set when prometheus_client was first imported")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SweepingMultiProcessCollector(path))
-    for collector in extra:
+    for collector in extra:  # only the serving worker reads them: queue depths are reported once per host
         registry.register(collector)
-    start_http_server(port, addr=host, registry=registry)
+    if _try_bind(host, port, registry):
+        log.info("metrics.serving", host=host, port=port)
+        return
+    log.info("metrics.port_taken", host=host, port=port, retry_s=TAKEOVER_RETRY_S,
+             detail="another worker on this host serves the metrics of all; this one takes over if it stops")
+    threading.Thread(target=_take_over, args=(host, port, registry), name="llavaguard-metrics-takeover",
+                     daemon=True).start()
+
+
+def _try_bind(host: str, port: int, registry: CollectorRegistry) -> bool:
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return False
+    return True
+
+
+def _take_over(host: str, port: int, registry: CollectorRegistry) -> None:
+    last_error = ""
+    while True:
+        time.sleep(TAKEOVER_RETRY_S)
+        try:
+            if _try_bind(host, port, registry):
+                log.info("metrics.took_over", host=host, port=port)
+                return
+        except OSError as exc:  # e.g. the address went away: keep trying, say so once per new error
+            if str(exc) != last_error:
+                last_error = str(exc)
+                log.warning("metrics.takeover_failed", host=host, port=port, error=last_error)

@@ -9,6 +9,9 @@ each tick compares the backlog of the worker's queues with the messages received
 While messages wait, the worker has free slots and nothing arrives, `starved_s` grows; health fails once
 it passes `LLAVAGUARD_HEALTH_STALL_S`. A busy worker (no free slot) is never called stalled.
 
+Each tick also registers the worker in its host's registry (`worker.observability.registry`), which is how
+`llavaguard health` without `--hostname` knows which workers this host should have.
+
 Nothing here imports prometheus_client: `llavaguard health` and the worker's main process both use it.
 """
 
@@ -25,6 +28,7 @@ from typing import Any
 import redis
 import structlog
 
+from worker.observability import registry
 from worker.observability.queue_depth import queue_depths
 from worker.queues import KEY_PREFIX
 
@@ -106,16 +110,30 @@ class Heartbeat:
                 concurrency=concurrency, reserved=reserved, backlog=backlog,
                 starved_s=round(self.watch.starved_s(now, backlog=backlog, free_slots=concurrency - reserved), 3),
             )
-            self.client.set(HEARTBEAT_KEY + self.worker, beat.to_json(), ex=self.ttl_s)
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(HEARTBEAT_KEY + self.worker, beat.to_json(), ex=self.ttl_s)
+                registry.register(pipe, self.worker, now, host=beat.host)
+                pipe.execute()
         except redis.RedisError as exc:  # the key then expires: health reports it
             log.warning("worker.heartbeat_failed", error=str(exc))
             return None
         return beat
 
+    def forget_dead_neighbours(self) -> None:
+        """A (re)starting worker drops the registrations of this host's workers that no longer exist."""
+        try:
+            gone = registry.forget_dead(self.client)
+        except redis.RedisError as exc:
+            log.warning("worker.registry_cleanup_failed", error=str(exc))
+            return
+        if gone:
+            log.info("worker.forgot_dead_workers", workers=gone)
+
     def clear(self) -> None:
         """A worker shutting down cleanly says so at once instead of waiting for the key to expire."""
         try:
             self.client.delete(HEARTBEAT_KEY + self.worker)
+            registry.deregister(self.client, self.worker)
         except redis.RedisError as exc:
             log.warning("worker.heartbeat_clear_failed", error=str(exc))
 

@@ -2,7 +2,8 @@
 
 Which process runs what (the same for the `threads` and `prefork` pools):
 - main process: the metrics HTTP server (`exporter.serve`, started here before the pool forks, so that a
-  taken port stops the worker at start), the heartbeat timer on the consumer loop, `task_received`;
+  bad address stops the worker at start; a port another worker of this host serves is taken over when that
+  worker stops), the heartbeat timer on the consumer loop, `task_received`;
 - the process running a task (the main one under `threads`, a child under `prefork`): `task_prerun` binds
   the task and moderation ids to every log line until `task_postrun`, `task_retry` counts retries, and
   `worker_process_shutdown` marks an exiting child dead for the live gauges.
@@ -45,7 +46,7 @@ REDIS_TIMEOUT_S = 3.0
 
 
 def install(app: Celery, settings: Settings, queues: Sequence[str], metrics_dir: Path | None) -> None:
-    """Connect everything; raises OSError when the metrics port cannot be bound."""
+    """Connect everything; raises OSError when the metrics address cannot be bound (other than a port in use)."""
     json_logs = settings.log_json
     _setup_logging(settings.log_level, json_logs)  # at once: warnings raised while Celery starts are JSON too
     signals.setup_logging.connect(lambda loglevel=None, **_: _setup_logging(loglevel, json_logs), weak=False)
@@ -176,6 +177,7 @@ def heartbeat_step(
 
         def start(self, c: Any) -> None:
             self.heartbeat = Heartbeat(client, c.hostname, queues, options, interval_s)
+            self.heartbeat.forget_dead_neighbours()
             concurrency = int(getattr(c.pool, "num_processes", None) or c.controller.concurrency)
             heartbeat = self.heartbeat
 

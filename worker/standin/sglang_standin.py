@@ -89,6 +89,7 @@ class SGLangStandIn:
         self.gate = CapacityGate(max_running, max_queued)
         self._faults = _Faults(fail_first, garbage_first)
         self._requests = 0
+        self._unauthorized = 0
         self._count_lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: JsonServer | None = None
@@ -151,9 +152,10 @@ class SGLangStandIn:
 
     def stats(self) -> dict[str, Any]:
         with self._count_lock:
-            total = self._requests
+            total, unauthorized = self._requests, self._unauthorized
         return {
             "total_requests": total,
+            "unauthorized_requests": unauthorized,
             "injected_failures": self._faults.failed,
             "garbage_answers": self._faults.garbled,
             "service_time_s": self.service_time_s,
@@ -184,6 +186,8 @@ class SGLangStandIn:
     def handle(self, method: str, path: str, body: bytes, authorization: str | None) -> tuple[int, Any]:
         path = path.split("?", 1)[0]
         if self.api_key and not path.startswith("/health") and authorization != f"Bearer {self.api_key}":
+            with self._count_lock:
+                self._unauthorized += 1
             return 401, {"error": "Unauthorized"}
         route = self._routes.get((method, path))
         if route is not None:

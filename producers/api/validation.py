@@ -90,7 +90,7 @@ def unicode_only(data: Any) -> Any:
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        where = _not_unicode(data) or "body"
+        where = (_not_unicode(data) or "body").encode("utf-8", "backslashreplace").decode("utf-8")
         raise ApiProblem(422, "request_invalid", f"{where}: a lone surrogate is not Unicode text",
                          errors=[{"loc": where.split("."), "msg": "a lone surrogate is not Unicode text"}]) from None
     return data

@@ -137,10 +137,13 @@ def _form_options(fields: dict[str, str]) -> dict[str, Any]:
 
 
 async def _json(request: Request) -> Any:
+    """JSON is UTF-8 (RFC 8259): the structure scan in `limits` reads UTF-8, so UTF-16 or -32 is not JSON here."""
     try:
-        return json.loads(await request.body())
+        return json.loads((await request.body()).decode("utf-8", "surrogatepass"))  # surrogates: 422 later
     except ValueError:
         raise ApiProblem(400, "body_not_json", "the request body is not valid JSON") from None
+    except RecursionError:  # the depth limit comes first; this is its backstop
+        raise ApiProblem(400, "body_too_deep", "the JSON body nests too deep") from None
 
 
 def _validated(model: type[M], data: Any) -> M:

@@ -189,3 +189,10 @@ def test_the_docs_are_public_only_when_the_setting_says_so(settings: dict[str, s
         assert anonymous.get("/healthz").status_code == 200
         submitted = anonymous.post("/v1/moderations", json={"image_url": URL}, headers=AUTH)
         assert submitted.status_code == 202
+
+
+def test_json_is_utf8_only(api: httpx.Client, settings: dict[str, str]) -> None:
+    """UTF-16 would let a code unit's byte pass for a quote and hide brackets from the depth scan."""
+    body = body_with(',"metadata":{"a":"\u2222"}').encode("utf-16")
+    assert problem(api.post("/v1/moderations", content=body, headers=JSON)) == (400, "body_not_json")
+    assert enqueued(settings) == 0

@@ -49,7 +49,10 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 
 def _renderer(json: bool) -> Processor:
-    return structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    if json:
+        return structlog.processors.JSONRenderer()
+    # Never rich's traceback (structlog's default when rich is installed): it prints local variables.
+    return structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     audit_batch_size: int = Field(default=64, ge=1, le=1000)
     """Images per `bulk` queue message published by `llavaguard audit`."""
 
+    # The API's documents (issue 8, item 11).
+    api_public_docs: bool = True
+    """Serve /docs, /redoc and /openapi.json to anyone (they describe the API, never a key or verdict);
+    false: they are not served at all."""
+
     # Operations: metrics and health.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     """The host's workers serve Prometheus metrics on this port (0: off), one of them at a time, summing all."""

@@ -18,8 +18,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.api import health, problems, routes
 from producers.api.auth import api_key_check
-from producers.api.limits import ENVELOPE_BYTES, BodySizeLimit
-from producers.api.problems import ApiProblem, problem_response
+from producers.api.limits import BodyCaps, BodyLimits
+from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
 from producers.api.validation import Rules
 from producers.async_client import AsyncModerationClient
 from worker.errors import SettingsError, StoreUnavailable
@@ -48,12 +48,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.client.aclose()
 
-    app = FastAPI(title="llavaguard", version="1", description=DESCRIPTION, lifespan=lifespan)
+    public = settings.api_public_docs  # false: no /docs, /redoc or /openapi.json at all (404 like any unknown path)
+    app = FastAPI(title="llavaguard", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs" if public else None, redoc_url="/redoc" if public else None,
+                  openapi_url="/openapi.json" if public else None)
     app.state.settings = settings
     app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes)
     problems.install(app)
     _install_dependency_errors(app)
-    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_image_bytes + ENVELOPE_BYTES)
+    caps = BodyCaps.of(settings.max_image_bytes, f"{routes.PREFIX}/batch", settings.api_max_batch_items)
+    app.add_middleware(BodyLimits, caps=caps)
+    app.add_middleware(UnexpectedErrors)  # outermost: also answers for a fault in the middlewares above
     moderation = routes.router(policies.names(), allow_http=settings.allow_http,
                                max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes)
     app.include_router(moderation, dependencies=[Depends(api_key_check(settings.api_keys))], tags=["moderations"])

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -84,14 +85,42 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(ApiProblem(exc.status_code, code, str(exc.detail), headers=headers))
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("api.unexpected_error", error=repr(exc))
-        return problem_response(ApiProblem(500, "internal_error", "an unexpected error occurred; see the server log"))
-
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler answered is one log line and a 500 problem without details.
+
+    The line carries the exception's type and a plain traceback (`format_exc_info`: source lines, never
+    local variables, which hold request headers and keys); the client learns nothing but `internal_error`.
+    Catching it here, instead of in Starlette's `ServerErrorMiddleware`, keeps it from being re-raised to
+    uvicorn and logged a second time in uvicorn's own format.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            log.exception("api.unexpected_error", error_type=type(exc).__name__, method=scope.get("method"),
+                          path=scope.get("path"))
+            if not started:  # after the first byte of a reply, the connection is all that can be ended
+                problem = ApiProblem(500, "internal_error", "an unexpected error occurred; see the server log")
+                await problem_response(problem)(scope, receive, send)
 
 
 def problem_schema() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from producers.api.limits import MAX_JSON_DEPTH
 from producers.api.problems import ApiProblem, invalid_request, problem_responses
 from producers.api.schemas import (
     UPLOAD_ENCODING,
@@ -27,7 +28,7 @@ from producers.api.schemas import (
     moderation_schema,
     upload_schema,
 )
-from producers.api.validation import Rules
+from producers.api.validation import Rules, shallow_json, unicode_only
 from producers.async_client import AsyncModerationClient
 from producers.client import Submission
 from worker.models import Verdict
@@ -129,22 +130,25 @@ def _form_options(fields: dict[str, str]) -> dict[str, Any]:
         options["priority"] = int(fields["priority"])  # a form field is text; anything else fails validation
     if "metadata" in fields:
         try:
-            options["metadata"] = json.loads(fields["metadata"])
+            options["metadata"] = json.loads(shallow_json(fields["metadata"], "metadata", MAX_JSON_DEPTH))
         except ValueError:
             raise ApiProblem(422, "request_invalid", "metadata: must be a JSON object") from None
     return options
 
 
 async def _json(request: Request) -> Any:
+    """JSON is UTF-8 (RFC 8259): the structure scan in `limits` reads UTF-8, so UTF-16 or -32 is not JSON here."""
     try:
-        return json.loads(await request.body())
+        return json.loads((await request.body()).decode("utf-8", "surrogatepass"))  # surrogates: 422 later
     except ValueError:
         raise ApiProblem(400, "body_not_json", "the request body is not valid JSON") from None
+    except RecursionError:  # the depth limit comes first; this is its backstop
+        raise ApiProblem(400, "body_too_deep", "the JSON body nests too deep") from None
 
 
 def _validated(model: type[M], data: Any) -> M:
     try:
-        return model.model_validate(data)
+        return model.model_validate(unicode_only(data))
     except ValidationError as exc:
         raise invalid_request(exc) from None
 

@@ -3,7 +3,9 @@
 The SDK already refuses malformed images, categories and priorities; the API adds what a remote client
 must be told up front instead of finding a `failed` verdict later: an unknown policy, `http://` when the
 workers would refuse it, `file://` (a worker-local path is for `llavaguard audit` on a shared mount, never
-for remote clients), a malformed callback URL, oversized metadata or upload.
+for remote clients), a malformed callback URL, oversized metadata or upload, and text that is not Unicode
+(a lone surrogate such as `"\\udc80"` is valid JSON, but no store, queue or webhook can encode it: accepted,
+it would stay pending forever).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from producers.api.jsonshape import structure_of, too_deep
 from producers.api.problems import ApiProblem
 from producers.api.schemas import CALLBACK_URL_PATTERN, MAX_METADATA_BYTES, ModerationOptions, image_url_pattern
 from producers.client import Submission
@@ -80,3 +83,43 @@ class Rules:
         if size > MAX_METADATA_BYTES:
             raise ApiProblem(422, "metadata_too_large", f"metadata is {size} bytes of JSON, over {MAX_METADATA_BYTES}")
         return metadata
+
+
+def unicode_only(data: Any) -> Any:
+    """`data` (parsed JSON or form fields) if every string in it, keys included, is encodable Unicode."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        where = (_not_unicode(data) or "body").encode("utf-8", "backslashreplace").decode("utf-8")
+        raise ApiProblem(422, "request_invalid", f"{where}: a lone surrogate is not Unicode text",
+                         errors=[{"loc": where.split("."), "msg": "a lone surrogate is not Unicode text"}]) from None
+    return data
+
+
+def _not_unicode(data: Any, where: str = "") -> str | None:
+    """Where the first string that is not encodable Unicode is, as `items.0.metadata.a`."""
+    if isinstance(data, str):
+        return None if _encodable(data) else where
+    children = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in children:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and not _encodable(key):
+            return path
+        if (found := _not_unicode(value, path)) is not None:
+            return found
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shallow_json(text: str, field: str, max_depth: int) -> str:
+    """A JSON form field, refused (400 `body_too_deep`) if it nests deeper than `max_depth` levels."""
+    if too_deep(structure_of(text.encode("utf-8", "surrogatepass")), max_depth):
+        raise ApiProblem(400, "body_too_deep", f"{field}: the JSON nests deeper than {max_depth} levels")
+    return text

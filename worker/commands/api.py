@@ -20,16 +20,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from producers.api import create_app
+    from producers.api.serving import serve
     from worker.settings import load_settings
 
-    settings = load_settings()
-    if args.workers > 1:
-        create_app(settings)  # fail here, once, on a bad configuration (no keys)
-        uvicorn.run("producers.api:create_app", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, proxy_headers=True)
-    else:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True)
+    serve(load_settings(), host=args.host, port=args.port, workers=args.workers)
     return 0

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, metrics_dir: Path | None) -> int:
     from worker.observability.wiring import install
+    from worker.redelivery.lease import lease_step
     from worker.tasks import app, settings
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -51,6 +52,7 @@ def _run(args: argparse.Namespace, metrics_dir: Path | None) -> int:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
+    app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
     quiet = ["--quiet"] if settings.log_json else []  # Celery's banner is not JSON

@@ -51,9 +51,9 @@ def moderate(self: Task, payload: dict[str, Any]) -> None:
     # Left bound after return: Celery logs the task's success or retry afterwards, and the worker's
     # task_postrun signal clears it (worker.observability.wiring).
     structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
-    if delivery_guard().lost(Delivery.of(self.request), payload):
-        return  # its workers kept dying on it: recorded `worker_lost`, acknowledged without running
-    _moderate(self, payload)
+    with delivery_guard().admitted(Delivery.of(self.request), payload) as admitted:
+        if admitted:  # else its workers kept dying on it: recorded `worker_lost`, acknowledged without running
+            _moderate(self, payload)
 
 
 def _moderate(task: Task, payload: dict[str, Any]) -> None:

@@ -9,6 +9,10 @@ new count and is never taken for a redelivery.
 
 - A single-image message delivered more than `LLAVAGUARD_MAX_DELIVERIES` times records a `worker_lost` failed
   verdict (unless it has a verdict already) and is acknowledged without touching the image.
+- Redelivered messages run one at a time per worker process (the quarantine), and are counted only once
+  admitted: under the threads pool one crashing image kills every moderation its process holds, and without
+  the quarantine its innocent neighbours, redelivered together with it, would die with it again and again
+  and end `worker_lost` too. Messages on their first delivery are never held back.
 - A batch message is split on its first redelivery into single-image messages (each counted on its own), so
   one crash-inducing image ends `worker_lost` while its siblings get ordinary verdicts.
 
@@ -18,9 +22,11 @@ runs as if first delivered), because losing the count is better than losing the 
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -78,6 +84,19 @@ class DeliveryGuard:
     counter: DeliveryCounter
     moderator: Callable[[], Moderator]
     max_deliveries: int
+    _quarantine: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @contextmanager
+    def admitted(self, delivery: Delivery, payload: Any) -> Iterator[bool]:
+        """Run the message inside this block when it yields True; False: `worker_lost` was recorded instead.
+
+        A redelivered message waits here for the other redelivered messages of this process (see the module
+        docstring); while it waits it is held, so its lease is renewed, and it is not counted yet."""
+        if not delivery.redelivered:
+            yield True
+            return
+        with self._quarantine:
+            yield not self.lost(delivery, payload)
 
     def lost(self, delivery: Delivery, payload: Any) -> bool:
         """True when the message must not run: a `worker_lost` verdict was recorded instead."""

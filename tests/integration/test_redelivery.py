@@ -69,7 +69,7 @@ def test_sigkill_of_workers_during_400_moderations_loses_and_duplicates_nothing(
     """Default visibility settings: 7 workers SIGKILLed in three rounds, the last round killing every worker
     at once; everything they held is judged within 90 s of that kill, and all 400 within 3 minutes."""
     count = 400
-    with RecordingStandIn("127.0.0.1", 0, max_running=64, service_time_s=0.3) as standin:
+    with RecordingStandIn("127.0.0.1", 0, max_running=64, service_time_s=1.0) as standin:
         settings = worker_settings(redis_with_password, standin.url, tmp_path)
         broker = redis.Redis.from_url(redis_with_password)
         with Fleet(worker_env(**settings), tmp_path / "workers", concurrency=8) as fleet, \
@@ -77,13 +77,13 @@ def test_sigkill_of_workers_during_400_moderations_loses_and_duplicates_nothing(
             fleet.start(3)
             numbers = {client.submit(sized_image(n)): n for n in range(count)}
             running_at_kills = []
-            for judged in (100, 200):  # replacements first, then SIGKILL two workers that hold work
+            for judged in (80, 160):  # replacements first, then SIGKILL two workers that hold work
                 wait_until_judged(client, judged)
                 victims = fleet.alive()[:2]
                 fleet.start(2)
                 running_at_kills.append(standin.stats()["running"])
                 fleet.kill(victims)
-            wait_until_judged(client, 300)
+            wait_until_judged(client, 240)
             running_at_kills.append(standin.stats()["running"])
             fleet.kill_all()
             killed_at = time.time()
@@ -138,3 +138,74 @@ def test_a_retry_countdown_longer_than_the_visibility_timeout_runs_once(
     assert verdict.status == "completed"
     assert flaky.stats()["injected_failures"] == 1
     assert flaky.requests_per_image() == {0: 2}, "one failed call, one retry: the countdown ran once"
+
+
+POISON = 99
+"""The image whose moderation "crashes" its worker: the test SIGKILLs the worker when it reaches the model."""
+
+
+def run_until_judged(fleet: Fleet, client: ModerationClient, ids: list[str], *, timeout_s: float,
+                     max_kills: int) -> dict[str, Verdict]:
+    """Keep one worker alive (start another whenever the last was killed) until every id has a verdict."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(fleet.workers) <= max_kills:
+        found = client.get_many(ids)
+        if len(found) == len(ids):
+            return found
+        if not fleet.alive():
+            fleet.start()
+        time.sleep(0.2)
+    raise AssertionError(f"{len(ids) - len(client.get_many(ids))} of {len(ids)} unjudged after "
+                         f"{len(fleet.workers) - 1} kills")
+
+
+@pytest.fixture()
+def crashing(redis_with_password: str, tmp_path: Path) -> Iterator[tuple[RecordingStandIn, Fleet, dict[str, str]]]:
+    """A stand-in that SIGKILLs the worker each time the POISON image reaches it, and a fleet of one worker.
+
+    Visibility 6 s instead of 60 s only to keep four crash cycles short: what is tested is the bound."""
+    with RecordingStandIn("127.0.0.1", 0, max_running=32, service_time_s=0.2) as standin:
+        settings = worker_settings(redis_with_password, standin.url, tmp_path, visibility_timeout_s="6",
+                                   retry_backoff_max_s="1")
+        with Fleet(worker_env(**settings), tmp_path / "workers", concurrency=4) as fleet:
+            standin.on_request = lambda number: fleet.kill_all() if number == POISON else None
+            yield standin, fleet, settings
+
+
+def assert_lost_after_bound(verdict: Verdict) -> None:
+    assert verdict.status == "failed"
+    assert verdict.error is not None and verdict.error.code == "worker_lost"
+    assert "delivered 4 times" in verdict.error.message
+
+
+def test_a_moderation_that_kills_every_worker_ends_worker_lost_and_the_fleet_carries_on(
+    crashing: tuple[RecordingStandIn, Fleet, dict[str, str]],
+) -> None:
+    standin, fleet, settings = crashing
+    with ModerationClient(settings=load_settings(**settings)) as client:
+        fleet.start()
+        poison = client.submit(sized_image(POISON))
+        others = [client.submit(sized_image(n)) for n in range(8)]
+        verdicts = run_until_judged(fleet, client, [poison, *others], timeout_s=200, max_kills=8)
+        assert_lost_after_bound(verdicts[poison])
+        assert all(verdicts[i].status == "completed" for i in others)
+        assert standin.requests_per_image()[POISON] == 3, "three deliveries reached the model, the 4th did not"
+        survivor = fleet.alive()
+        after = client.wait(client.submit(sized_image(20)), timeout=60)
+        assert after.status == "completed" and fleet.alive() == survivor, "the fleet carries on"
+
+
+def test_a_crashing_item_of_a_batch_ends_worker_lost_and_its_siblings_get_verdicts(
+    crashing: tuple[RecordingStandIn, Fleet, dict[str, str]],
+) -> None:
+    standin, fleet, settings = crashing
+    with ModerationClient(settings=load_settings(**settings), queue="bulk") as bulk:
+        fleet.start()
+        requests = [bulk.build_request(Submission(sized_image(n))) for n in (0, 1, POISON, 2, 3, 4)]
+        ids = bulk.enqueue_batch(requests)
+        verdicts = run_until_judged(fleet, bulk, ids, timeout_s=200, max_kills=8)
+    poison = requests[2].id
+    assert_lost_after_bound(verdicts[poison])
+    assert all(v.status == "completed" for i, v in verdicts.items() if i != poison)
+    # Once in the batch, then three deliveries of its own single-image message.
+    assert standin.requests_per_image()[POISON] == 4

@@ -27,6 +27,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # after the last renewal plus at most one scan interval.
         "unacked_restore_interval": max(1, min(5, settings.visibility_timeout_s // 12)),
         "unacked_restore_throttle": 1,
+        # A worker killed inside a restore scan leaves kombu's scan mutex behind until it expires (default
+        # 300 s, which would stall every recovery that long); concurrent scans are safe (each restore is a
+        # WATCHed transaction), the mutex only saves work.
+        "unacked_mutex_expire": max(5, settings.visibility_timeout_s // 4),
     }
     return {
         "broker_url": settings.redis_url,

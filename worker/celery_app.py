@@ -2,7 +2,8 @@
 
 Delivery guarantees (see ../README.md, "Not losing work"): late acks + reject on worker loss = at least once;
 the store's insert-if-absent by moderation id turns that into exactly one verdict. One visibility timeout
-is set everywhere Celery reads it, and every countdown stays below it.
+is set everywhere Celery reads it; workers renew the leases of the messages they hold (worker/redelivery), so
+a long task or countdown is never redelivered while its worker lives.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "queue_order_strategy": "priority",
         "priority_steps": PRIORITY_STEPS,
         "sep": ":",
-        # Scan for messages of dead workers every few seconds (kombu's default is every ~100 s), so
-        # recovery takes about one visibility timeout.
-        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+        # Scan for messages of dead workers every few seconds (kombu's default is every ~100 s): living
+        # workers renew their leases (worker/redelivery/lease.py), so recovery takes one visibility timeout
+        # after the last renewal plus at most one scan interval.
+        "unacked_restore_interval": max(1, min(5, settings.visibility_timeout_s // 12)),
         "unacked_restore_throttle": 1,
+        # A worker killed inside a restore scan leaves kombu's scan mutex behind until it expires (default
+        # 300 s, which would stall every recovery that long); concurrent scans are safe (each restore is a
+        # WATCHed transaction), the mutex only saves work.
+        "unacked_mutex_expire": max(5, settings.visibility_timeout_s // 4),
     }
     return {
         "broker_url": settings.redis_url,

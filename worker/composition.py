@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
+import redis
 from botocore.config import Config
 
 from worker.inference.llavaguard import LlavaGuardJudge
@@ -14,6 +16,8 @@ from worker.notify.hook import webhook_hook
 from worker.observability.metrics import count_verdict
 from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
+from worker.queues import DELIVERIES_TTL_S
+from worker.redelivery.deliveries import DeliveryCounter, DeliveryGuard
 from worker.settings import Settings
 from worker.stores import open_store
 
@@ -51,3 +55,9 @@ def build_moderator(settings: Settings) -> Moderator:
         store=store,
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
     )
+
+
+def build_delivery_guard(settings: Settings, moderator: Callable[[], Moderator]) -> DeliveryGuard:
+    """Counts redeliveries in the broker's Redis; short timeouts, since counting fails open."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
+    return DeliveryGuard(DeliveryCounter(client, DELIVERIES_TTL_S), moderator, settings.max_deliveries)

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     MODEL_OUTPUT_INVALID = "model_output_invalid"
     FILE_NOT_ALLOWED = "file_not_allowed"
     FILE_NOT_FOUND = "file_not_found"
+    WORKER_LOST = "worker_lost"
 
 
 class LlavaguardError(Exception):

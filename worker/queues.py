@@ -20,6 +20,9 @@ KEY_PREFIX = "llavaguard:"
 SUBMITTED_KEY = KEY_PREFIX + "submitted:"
 """`llavaguard:submitted:<id>` marks a moderation as enqueued (idempotency and `pending` status)."""
 SUBMITTED_TTL_S = 7 * 24 * 3600
+DELIVERIES_KEY = KEY_PREFIX + "deliveries:"
+"""`llavaguard:deliveries:<task id>:<retry number>` counts redeliveries of one message (worker/redelivery)."""
+DELIVERIES_TTL_S = 24 * 3600
 
 PRIORITY_STEPS = [0, 3, 6, 9]
 

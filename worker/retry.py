@@ -1,7 +1,7 @@
 """Backoff for transient failures: exponential, capped, with jitter, honouring Retry-After.
 
-The cap must stay well below the broker's visibility timeout: a Celery countdown longer than it makes
-Redis redeliver the retry message, which would then run twice (settings enforce cap < timeout / 2).
+A countdown may be longer than the broker's visibility timeout: the worker holding the retry message renews
+its lease until it runs (worker/redelivery/lease.py), so it is never redelivered while that worker lives.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from worker.errors import SettingsError
 from worker.notify.events import EVENT_TYPES
 from worker.notify.schedule import DEFAULT_SCHEDULE_S as WEBHOOK_SCHEDULE_S
 from worker.notify.signing import parse_secret
+from worker.queues import DELIVERIES_TTL_S
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -68,11 +69,16 @@ class Settings(BaseSettings):
     constrained_decoding: bool = True
 
     # Celery.
-    visibility_timeout_s: int = Field(default=3600, ge=5)
+    visibility_timeout_s: int = Field(default=60, ge=5)
+    """Issue 8, item 3: a held message is redelivered this long after its worker stopped renewing its lease
+    (a living worker renews every third of it, worker/redelivery/lease.py)."""
     max_retries: int = Field(default=8, ge=0)
     retry_backoff_base_s: float = Field(default=2.0, gt=0)
     retry_backoff_max_s: float = Field(default=300.0, gt=0)
     result_wait_poll_s: float = Field(default=0.2, gt=0)
+    # Issue 8, item 2 (delivery counting, worker/redelivery/deliveries.py).
+    max_deliveries: int = Field(default=3, ge=1, le=100)
+    """Deliveries of one message before it ends `worker_lost` (its workers kept dying on it)."""
 
     # Logging.
     log_level: str = "INFO"
@@ -186,11 +192,11 @@ class Settings(BaseSettings):
 
     @field_validator("retry_backoff_max_s")
     @classmethod
-    def _backoff_inside_visibility(cls, value: float, info: Any) -> float:
-        # A countdown longer than the visibility timeout makes Redis redeliver the retry: it would run twice.
-        visibility = info.data.get("visibility_timeout_s")
-        if visibility is not None and value >= visibility / 2:
-            raise ValueError(f"must be below half of {ENV_PREFIX}VISIBILITY_TIMEOUT_S ({visibility})")
+    def _backoff_inside_delivery_count(cls, value: float) -> float:
+        # A held countdown is renewed like any held message, so it may outlast the visibility timeout; but the
+        # delivery count of a message must outlive the longest wait between two of its deliveries.
+        if value >= DELIVERIES_TTL_S / 2:
+            raise ValueError(f"must be below {DELIVERIES_TTL_S // 2} s (half the lifetime of a delivery count)")
         return value
 
 

@@ -13,14 +13,16 @@ from typing import Any
 
 import structlog
 from celery import Task
+from celery.exceptions import Reject
 
 from worker.batch import BatchRunner, Unfinished, retry_after_s
 from worker.celery_app import create_app
-from worker.composition import build_moderator
+from worker.composition import build_delivery_guard, build_moderator
 from worker.errors import TransientError
 from worker.logs import configure_logging
 from worker.pipeline import Moderator
-from worker.queues import MODERATE_BATCH_TASK, MODERATE_TASK
+from worker.queues import BULK_QUEUE, MODERATE_BATCH_TASK, MODERATE_TASK
+from worker.redelivery.deliveries import Delivery, DeliveryGuard, split_batch
 from worker.retry import backoff_delay_s
 from worker.settings import load_settings
 
@@ -49,7 +51,9 @@ def moderate(self: Task, payload: dict[str, Any]) -> None:
     # Left bound after return: Celery logs the task's success or retry afterwards, and the worker's
     # task_postrun signal clears it (worker.observability.wiring).
     structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
-    _moderate(self, payload)
+    with delivery_guard().admitted(Delivery.of(self.request), payload) as admitted:
+        if admitted:  # else its workers kept dying on it: recorded `worker_lost`, acknowledged without running
+            _moderate(self, payload)
 
 
 def _moderate(task: Task, payload: dict[str, Any]) -> None:
@@ -78,9 +82,37 @@ def moderate_batch(self: Task, payloads: list[dict[str, Any]]) -> None:
     if not isinstance(payloads, list):
         log.warning("moderation.invalid_batch", error=f"expected a list of requests, got {type(payloads).__name__}")
         return
+    delivery = Delivery.of(self.request)
+    if delivery_guard().must_split(delivery):
+        _split(self, payloads, delivery)  # a worker died holding it: one crashing item must not sink the rest
+        return
     unfinished = batch_runner().run(payloads, attempt=self.request.retries, task_id=self.request.id)
     if unfinished:
         _retry_batch(self, unfinished)
+
+
+_delivery_guard: DeliveryGuard | None = None
+
+
+def delivery_guard() -> DeliveryGuard:
+    """One redelivery counter per worker process (issue 8: bounded deliveries, `worker_lost`)."""
+    global _delivery_guard
+    with _moderator_lock:
+        if _delivery_guard is None:
+            _delivery_guard = build_delivery_guard(settings, moderator)
+        return _delivery_guard
+
+
+def _split(task: Task, payloads: list[dict[str, Any]], delivery: Delivery) -> None:
+    info = task.request.delivery_info or {}
+    options = {"queue": info.get("routing_key") or BULK_QUEUE, "priority": info.get("priority"),
+               "retries": delivery.retries}
+    try:
+        with app.producer_or_acquire() as producer:
+            split_batch(payloads, delivery, lambda payload, task_id: moderate.apply_async(
+                args=[payload], task_id=task_id, producer=producer, **options))
+    except Exception as exc:  # the broker refused part of it: keep the batch, split it again on redelivery
+        raise Reject(str(exc), requeue=True) from exc
 
 
 def _retry_batch(task: Task, unfinished: list[Unfinished]) -> None:

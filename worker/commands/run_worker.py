@@ -57,6 +57,7 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
 
     from worker.inference.preflight import report_model_server
     from worker.observability.wiring import install
+    from worker.redelivery.lease import lease_step
     from worker.tasks import app, settings
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
     signals.worker_ready.connect(lambda **_: threading.Thread(
         target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
+    app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
     quiet = ["--quiet"] if settings.log_json else []  # Celery's banner is not JSON

@@ -49,7 +49,7 @@ def estimate_decode_bytes(image: Image.Image) -> int:
 def _working_bytes(image: Image.Image, rgba: int) -> int:
     width, height = image.size
     reduced = width * height  # resize(reducing_gap=3) first reduces both sides by a factor >= 2, or not at all
-    if not shrinks_before_converting(image.mode, image.info):
+    if not shrinks_before_converting(image):
         return CONVERSION_RGBA_COPIES * rgba + reduced
     if image.mode in _PREMULTIPLIED_WHEN_SHRUNK:
         return rgba + reduced  # Pillow resamples alpha premultiplied: one full-size RGBa copy

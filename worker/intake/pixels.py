@@ -33,14 +33,14 @@ _TRANSPOSE_FOR_ORIENTATION = {
 }
 
 
-def shrinks_before_converting(mode: str, info: dict[str, object]) -> bool:
+def shrinks_before_converting(image: Image.Image) -> bool:
     """Whether `render` shrinks this frame before converting it (so it makes no full-size RGB copy)."""
-    return mode in _SHRINK_FIRST_MODES and "transparency" not in info
+    return image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info
 
 
 def render(image: Image.Image, max_side_px: int, orientation: int) -> Image.Image:
     """The decoded frame as the model's RGB image, at most `max_side_px` on its longer side, upright."""
-    if shrinks_before_converting(image.mode, image.info):
+    if shrinks_before_converting(image):
         rgb = to_rgb(downscale(image, max_side_px))
     else:
         rgb = downscale(to_rgb(image), max_side_px)

@@ -89,10 +89,10 @@ def test_four_gigabyte_class_images_at_once_stay_under_2_gib_and_all_get_verdict
         peak = peak_rss_bytes(worker.proc.pid)
         client.close()
 
+    assert peak < WORKER_MEMORY_LIMIT, f"worker peaked at {peak / GIB:.2f} GiB"
     assert ordinary_verdict.status == "completed"
     for path in ("/tall-a.png", "/tall-b.png", "/rgba.png"):
         assert verdicts[path].status == "completed", (path, verdicts[path].error)
     webp = verdicts["/anim.webp"]
     assert webp.status == "failed" and webp.error is not None
     assert webp.error.code == "image_decompression_bomb" and "bytes" in webp.error.message
-    assert peak < WORKER_MEMORY_LIMIT, f"worker peaked at {peak / GIB:.2f} GiB"

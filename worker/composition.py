@@ -11,7 +11,8 @@ from botocore.config import Config
 
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
-from worker.intake import Intake
+from worker.intake import DecodeBudget, Intake
+from worker.intake.decode_budget import default_budget_bytes
 from worker.notify.hook import webhook_hook
 from worker.observability.metrics import count_verdict
 from worker.pipeline import Moderator
@@ -29,6 +30,12 @@ def s3_client(settings: Settings) -> Any:
         retries={"max_attempts": 3, "mode": "standard"},
     )
     return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config)
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    """The one decode-memory budget of this process (tasks build one Moderator per process)."""
+    total = settings.decode_memory_bytes or default_budget_bytes()
+    return DecodeBudget(total, settings.decode_wait_s)
 
 
 def sglang_client(settings: Settings) -> SGLangClient:
@@ -50,7 +57,7 @@ def build_moderator(settings: Settings) -> Moderator:
     )
     return Moderator(
         policies=PolicyRegistry(settings.policy_dir),
-        intake=Intake.from_settings(settings, s3_client(settings)),
+        intake=Intake.from_settings(settings, s3_client(settings), decode_budget(settings)),
         judge=judge,
         store=store,
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry

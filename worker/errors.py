@@ -97,3 +97,10 @@ class SettingsError(LlavaguardError):
 class OutboxUnavailable(StoreUnavailable):
     """The webhook outbox (Redis) cannot record a delivery: the moderation task retries until it can,
     because a verdict whose event was never recorded would silently lose its webhook."""
+
+
+class DecodeMemoryBusy(TransientError):
+    """Other images held this worker's decode-memory budget for longer than the wait allows (issue 8 item 2):
+    the image fits, just not now, so retry; if it never fits, the moderation fails `image_decompression_bomb`."""
+
+    code = ErrorCode.IMAGE_DECOMPRESSION_BOMB

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     fetch_total_timeout_s: float = Field(default=30.0, gt=0)
     fetch_max_redirects: int = Field(default=3, ge=0)
 
+    # Decode memory (issue 8 item 2): estimated from the header before decoding, see worker/intake/decode_cost.
+    max_decode_bytes: int = Field(default=1024**3, gt=0)
+    """One image whose decode would need more memory than this fails `image_decompression_bomb`."""
+    decode_memory_bytes: int = Field(default=0, ge=0)
+    """Memory all concurrent decodes of one worker process share (0: half the process's cgroup memory limit,
+    else of physical memory, at most 4 GiB); an image needing more than this is refused too."""
+    decode_wait_s: float = Field(default=60.0, gt=0)
+    """How long an image waits for decode memory before its moderation is retried later."""
+
     # Inference.
     inflight_window: int = Field(default=16, ge=1, le=1024)
     """Requests one worker process keeps in flight against the model server."""

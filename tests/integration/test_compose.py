@@ -62,6 +62,7 @@ def test_base_file_has_what_a_gpu_host_needs() -> None:
     assert all(dep["condition"] == "service_healthy" for dep in worker["depends_on"].values())
     assert worker["healthcheck"]["test"] == ["CMD", "llavaguard", "health"]
     assert "container_name" not in worker and "ports" not in worker  # `--scale worker=N` needs both absent
+    assert worker["mem_limit"] in ("4g", 4 * 1024**3, "4294967296")  # a crash-looping OOM otherwise takes the host
     assert base["api"]["command"] == ["api", "--host", "0.0.0.0", "--port", "8000"]
 
 

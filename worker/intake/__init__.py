@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
+from worker.intake.decode_budget import DecodeBudget
 from worker.intake.file_fetch import FileFetcher
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AddressGuard",
     "Deadline",
+    "DecodeBudget",
     "HttpFetcher",
     "HttpResponse",
     "Intake",
@@ -47,7 +49,8 @@ class Intake:
 
     def __init__(
         self, http: HttpFetcher, s3: S3Fetcher | None, max_pixels: int, max_side_px: int, max_bytes: int,
-        files: FileFetcher | None = None,
+        files: FileFetcher | None = None, max_decode_bytes: int | None = None,
+        decode_budget: DecodeBudget | None = None,
     ) -> None:
         self.http = http
         self.s3 = s3
@@ -55,10 +58,15 @@ class Intake:
         self.max_pixels = max_pixels
         self.max_side_px = max_side_px
         self.max_bytes = max_bytes
+        self.max_decode_bytes = max_decode_bytes
+        self.decode_budget = decode_budget
 
     @classmethod
-    def from_settings(cls, settings: Settings, s3_client: S3Client | None = None) -> Intake:
-        """Without an S3 client, `s3://` references are refused (FETCH_SCHEME_UNSUPPORTED)."""
+    def from_settings(
+        cls, settings: Settings, s3_client: S3Client | None = None, decode_budget: DecodeBudget | None = None,
+    ) -> Intake:
+        """Without an S3 client, `s3://` references are refused (FETCH_SCHEME_UNSUPPORTED); without a decode
+        budget (the composition root passes the process's one), only the per-image decode limit applies."""
         http = HttpFetcher(
             AddressGuard(settings.allowed_networks),
             allow_http=settings.allow_http,
@@ -71,7 +79,8 @@ class Intake:
         s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes)
         files = FileFetcher(settings.shared_root, settings.max_image_bytes)
         return cls(
-            http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files
+            http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files,
+            settings.max_decode_bytes, decode_budget,
         )
 
     def close(self) -> None:
@@ -85,6 +94,8 @@ class Intake:
             max_pixels=self.max_pixels,
             max_side_px=self.max_side_px,
             max_bytes=self.max_bytes,
+            max_decode_bytes=self.max_decode_bytes,
+            budget=self.decode_budget,
         )
 
     def fetch(self, ref: ImageRef) -> bytes:

@@ -2,24 +2,28 @@
 
 Order matters for safety: the byte size is checked before Pillow sees the data, the format is chosen from an
 allowlist by content (never EPS, which runs Ghostscript), and the pixel count declared in the header is
-checked before anything is decoded. Every failure, however hostile the input, is a `ModerationFailed` with
-an IMAGE_* code; nothing here may crash, hang on purpose-built input, or change process-wide Pillow state
-(`MAX_IMAGE_PIXELS`, `LOAD_TRUNCATED_IMAGES`, warning filters): many threads decode at once.
+checked before anything is decoded; so is the memory the decode will take (`decode_cost`), against a per-image
+limit and the process-wide `DecodeBudget`, which the decode holds until the JPEG is encoded. Every failure,
+however hostile the input, is a `ModerationFailed` with an IMAGE_* code; nothing here may crash, hang on
+purpose-built input, or change process-wide Pillow state (`MAX_IMAGE_PIXELS`, `LOAD_TRUNCATED_IMAGES`, warning
+filters): many threads decode at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from io import BytesIO
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from worker.errors import ErrorCode, ModerationFailed
+from worker.intake.decode_budget import DecodeBudget
+from worker.intake.decode_cost import estimate_decode_bytes
 from worker.intake.limits import check_byte_size
-from worker.intake.pixels import downscale, encode_jpeg, fit_within, to_rgb
+from worker.intake.pixels import encode_jpeg, exif_orientation, fit_within, render, swaps_sides
 from worker.intake.sniff import ALLOWED_FORMATS, explain_unidentified
 from worker.models import ImageInfo
 
@@ -43,14 +47,21 @@ def prepare_image(
     max_pixels: int,
     max_side_px: int,
     max_bytes: int | None = None,
+    max_decode_bytes: int | None = None,
+    budget: DecodeBudget | None = None,
 ) -> PreparedImage:
-    """Validate and normalise one image (first frame if animated); ModerationFailed(IMAGE_*) if unusable."""
+    """Validate and normalise one image (first frame if animated); ModerationFailed(IMAGE_*) if unusable.
+
+    Without `budget` decodes are not limited process-wide (tests, one-off tools); the worker always has one."""
     check_byte_size(data, max_bytes)
     with _open(data) as image:
         image_format = image.format or "unknown"
         width, height = _check_pixels(image.size, max_pixels)
-        _decode(image, image_format, max_side_px)
-        payload, rotated = _render(image, max_side_px)
+        _draft(image, image_format, max_side_px)
+        needed = _check_decode_bytes(image, max_decode_bytes)
+        with budget.reserve(needed) if budget is not None else nullcontext():
+            _decode(image, image_format)
+            payload, rotated = _render(image, max_side_px)
     if rotated:
         width, height = height, width
     digest = hashlib.sha256(data).hexdigest()
@@ -80,29 +91,40 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-def _decode(image: ImageFile.ImageFile, image_format: str, max_side_px: int) -> None:
-    """Decode the first frame; a JPEG to be downscaled is decoded at reduced scale (`draft`), far cheaper."""
-    with _pillow_errors(ErrorCode.IMAGE_TRUNCATED, f"the {image_format} data is truncated or corrupt"):
-        if image_format in JPEG_FAMILY and max_side_px > 0:
-            target = fit_within(image.size, max_side_px)
-            if target != image.size:
+def _draft(image: ImageFile.ImageFile, image_format: str, max_side_px: int) -> None:
+    """A JPEG to be downscaled is decoded at reduced scale (1/2 to 1/8), far cheaper; only configures the
+    decoder (and the size the estimate sees), decodes nothing."""
+    if image_format in JPEG_FAMILY and max_side_px > 0:
+        target = fit_within(image.size, max_side_px)
+        if target != image.size:
+            with _pillow_errors(ErrorCode.IMAGE_TRUNCATED, f"the {image_format} header is corrupt"):
                 image.draft(image.mode, target)
+
+
+def _check_decode_bytes(image: Image.Image, max_decode_bytes: int | None) -> int:
+    """The decode's estimated memory, refused before decoding if above the per-image limit."""
+    needed = estimate_decode_bytes(image)
+    if max_decode_bytes is not None and needed > max_decode_bytes:
+        width, height = image.size
+        raise _bomb(
+            f"decoding the {width}x{height} {image.mode} {image.format} image needs about {needed} bytes of "
+            f"memory, more than the per-image limit of {max_decode_bytes}"
+        )
+    return needed
+
+
+def _decode(image: ImageFile.ImageFile, image_format: str) -> None:
+    """Decode the first frame only (an animation's later frames are never decoded)."""
+    with _pillow_errors(ErrorCode.IMAGE_TRUNCATED, f"the {image_format} data is truncated or corrupt"):
         image.load()
 
 
 def _render(image: Image.Image, max_side_px: int) -> tuple[bytes, bool]:
     """The model's JPEG, and whether EXIF orientation swapped width and height."""
     with _pillow_errors(ErrorCode.IMAGE_NOT_AN_IMAGE, f"the {image.mode} image could not be converted"):
-        oriented = _orient(image)
-        payload = encode_jpeg(downscale(to_rgb(oriented), max_side_px))
-    return payload, oriented.size != image.size
-
-
-def _orient(image: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - corrupt EXIF: keep the pixels as stored rather than refuse the image
-        return image.copy()
+        orientation = exif_orientation(image)
+        payload = encode_jpeg(render(image, max_side_px, orientation))
+    return payload, swaps_sides(orientation)
 
 
 @contextmanager

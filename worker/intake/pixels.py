@@ -3,6 +3,11 @@
 The model sees only RGB: transparent areas become white (not black, which `convert("RGB")` would give and
 which can read as content), deep-colour modes are scaled rather than clipped, and the longer side is capped
 to bound the image tokens. Works on decoded pixels only; decoding and its limits live in `images`.
+
+Memory: a decoded frame is the largest object a moderation holds, so the order of the steps is chosen to make
+as few full-size copies as possible (issue 8 item 2): modes that resample faithfully are shrunk first and
+converted afterwards, orientation is applied to the shrunk image, and nothing is copied "just in case".
+`decode_cost` estimates these copies from the header; keep the two in step.
 """
 
 from __future__ import annotations
@@ -17,6 +22,44 @@ JPEG_MAX_SIDE_PX = 65_500
 WHITE = (255, 255, 255, 255)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_SHRINK_FIRST_MODES = frozenset({"L", "RGB", "RGBA", "LA"})
+"""Modes Pillow resamples faithfully (alpha premultiplied); others (palette, 16-bit, key-colour transparency)
+would lose colours or transparency if shrunk before conversion."""
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def shrinks_before_converting(image: Image.Image) -> bool:
+    """Whether `render` shrinks this frame before converting it (so it makes no full-size RGB copy)."""
+    return image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info
+
+
+def render(image: Image.Image, max_side_px: int, orientation: int) -> Image.Image:
+    """The decoded frame as the model's RGB image, at most `max_side_px` on its longer side, upright."""
+    if shrinks_before_converting(image):
+        rgb = to_rgb(downscale(image, max_side_px))
+    else:
+        rgb = downscale(to_rgb(image), max_side_px)
+    transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return rgb if transpose is None else rgb.transpose(transpose)
+
+
+def swaps_sides(orientation: int) -> bool:
+    """EXIF orientations 5-8 rotate by a quarter turn: the upright image's width is the stored height."""
+    return orientation in (5, 6, 7, 8)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1: as stored); corrupt EXIF keeps the pixels as stored rather than refuse."""
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - any EXIF parse failure
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE_FOR_ORIENTATION else 1
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -28,9 +71,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _flatten_on_white(image: Image.Image) -> Image.Image:
-    background = Image.new("RGBA", image.size, WHITE)
-    background.alpha_composite(image.convert("RGBA"))
-    return background.convert("RGB")
+    """Alpha-composite onto opaque white, making one RGB copy (plus one RGBA copy unless already RGBA)."""
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    background = Image.new("RGB", image.size, WHITE[:3])
+    background.paste(rgba, mask=rgba)  # an RGBA mask is its alpha band, no copy
+    return background
 
 
 def _to_eight_bit(image: Image.Image) -> Image.Image:

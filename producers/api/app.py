@@ -50,12 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="llavaguard", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes)
+    app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes,
+                            frozenset(settings.s3_allowed_buckets))
     problems.install(app)
     _install_dependency_errors(app)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_image_bytes + ENVELOPE_BYTES)
     moderation = routes.router(policies.names(), allow_http=settings.allow_http,
-                               max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes)
+                               max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes,
+                               s3_buckets=settings.s3_allowed_buckets)
     app.include_router(moderation, dependencies=[Depends(api_key_check(settings.api_keys))], tags=["moderations"])
     app.include_router(health.router())
     return app

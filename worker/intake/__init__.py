@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
@@ -68,7 +69,8 @@ class Intake:
             total_timeout_s=settings.fetch_total_timeout_s,
             max_redirects=settings.fetch_max_redirects,
         )
-        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes)
+        allowed = BucketAllowlist(settings.s3_allowed_buckets)
+        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes, allowed=allowed)
         files = FileFetcher(settings.shared_root, settings.max_image_bytes)
         return cls(
             http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files

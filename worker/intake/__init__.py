@@ -4,7 +4,8 @@
     ├── inline bytes ─────────────┐
     ├── s3://bucket/key  S3Fetcher ┼─> prepare_image (images.py) -> PreparedImage
     ├── file:///path     FileFetcher (only beneath LLAVAGUARD_SHARED_ROOT)
-    └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP)
+    └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP, paced,
+                                      at most FETCH_MAX_PER_HOST at once per host: HostGate)
 
 Every bad input ends as `ModerationFailed` with a FETCH_*/S3_*/IMAGE_* code; no third-party exception
 leaves this package. The address guard and the pinned request are public for the webhook sender.
@@ -19,8 +20,10 @@ from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
 from worker.intake.file_fetch import FileFetcher
+from worker.intake.hosts import HostGate
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
+from worker.intake.pace import Pace
 from worker.intake.pinned import HttpResponse, PinnedHttp
 from worker.intake.s3_fetch import S3Fetcher
 from worker.models import ImageRef
@@ -68,6 +71,9 @@ class Intake:
             read_timeout_s=settings.fetch_read_timeout_s,
             total_timeout_s=settings.fetch_total_timeout_s,
             max_redirects=settings.fetch_max_redirects,
+            hosts=HostGate(max_per_host=settings.fetch_max_per_host, wait_s=settings.fetch_host_wait_s,
+                           cooloff_s=settings.fetch_slow_host_cooloff_s),
+            pace=Pace(min_bytes_per_s=settings.fetch_min_bytes_per_s, window_s=settings.fetch_pace_window_s),
         )
         allowed = BucketAllowlist(settings.s3_allowed_buckets)
         s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes, allowed=allowed)

@@ -191,6 +191,7 @@ def test_slowloris_urls_do_not_delay_healthy_images(
         failed = _wait_all(client, hostile, timeout_s=90)
         hostile_s = time.monotonic() - started
         client.close()
+    print(f"healthy {healthy_s:.1f}s, slowloris {hostile_s:.1f}s")
     assert len(judged) == 8 and all(v.status == "completed" for v in judged.values())
     assert healthy_s < 15, f"healthy images waited {healthy_s:.1f}s behind slow servers (38 s before)"
     assert len(failed) == 32, "every slowloris moderation ends in a verdict"
@@ -219,6 +220,7 @@ def test_a_batch_of_a_thousand_slowloris_urls_ends_quickly_and_spares_realtime(
         batch_s = time.monotonic() - started
         bulk.close()
         realtime.close()
+    print(f"realtime {healthy_s:.1f}s, batch {batch_s:.1f}s")
     assert healthy.status == "completed" and healthy_s < 10, f"a realtime image waited {healthy_s:.1f}s"
     assert len(done) == 1000, f"{1000 - len(done)} items without a verdict after {batch_s:.0f}s"
     codes = {v.error.code for v in done.values() if v.error is not None}

@@ -59,10 +59,11 @@ class PaceMonitor:
 
     def attach(self, watchdog: SocketWatchdog) -> None:
         """The request is about to be sent; its watchdog is what a violation trips."""
-        if self.pace.min_bytes_per_s <= 0 or self._thread.is_alive():
-            return
-        self._watchdog = watchdog
-        self._thread.start()
+        with self._lock:
+            first = self._watchdog is None
+            self._watchdog = watchdog  # a redirect's next hop: a new request, the same pace
+        if first and self.pace.min_bytes_per_s > 0:
+            self._thread.start()
 
     def body_started(self) -> None:
         with self._lock:
@@ -98,6 +99,7 @@ class PaceMonitor:
         violation = ModerationFailed(ErrorCode.FETCH_TIMEOUT, f"the image server is too slow: {why}")
         with self._lock:
             self._violation = violation
-        if self._watchdog is not None:
-            self._watchdog.trip(violation)
+            watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.trip(violation)
 

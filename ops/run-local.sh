@@ -2,7 +2,7 @@
 # The main job on one machine: a Redis, a worker, and images submitted to it, verdicts printed as JSON lines.
 #
 #   bash ops/run-local.sh                    # judges generated sample images
-#   bash ops/run-local.sh cat.jpg https://example.com/x.png s3://bucket/key.webp
+#   bash ops/run-local.sh cat.jpg https://example.com/x.png s3://bucket/key.webp   # with LLAVAGUARD_S3_ALLOWED_BUCKETS=bucket
 #   bash ops/run-local.sh --serve            # keep Redis + worker (+ stand-in) running until Ctrl-C
 #
 # Model server: with LLAVAGUARD_SGLANG_URL set, that server (SGLang running LlavaGuard) judges the images.

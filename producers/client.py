@@ -23,7 +23,7 @@ import redis
 from pydantic import ValidationError
 
 from producers.publish import Publisher
-from producers.references import IMAGE_SCHEMES, check_image_url
+from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
@@ -32,7 +32,7 @@ from worker.settings import Settings, load_settings
 from worker.stores import VerdictStore, open_store
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("8d3f6c1e-5a0b-4c55-9a43-2f7d61c0b9e4")
-__all__ = ["IMAGE_SCHEMES", "ModerationClient", "Submission", "moderation_id_for_key"]
+__all__ = ["IMAGE_SCHEMES", "ImageRefused", "ModerationClient", "Submission", "moderation_id_for_key"]
 
 
 def moderation_id_for_key(idempotency_key: str) -> str:
@@ -94,6 +94,8 @@ class ModerationClient:
         for index, item in enumerate(items):
             try:
                 requests.append(self.build_request(_with_defaults(item, defaults)))
+            except ImageRefused as exc:
+                raise ImageRefused(exc.code, f"item {index}: {exc}") from None
             except ValueError as exc:
                 raise ValueError(f"item {index}: {exc}") from None
         self._publisher.publish_each(requests)
@@ -167,7 +169,7 @@ class ModerationClient:
                     f"image is {len(image)} bytes, over LLAVAGUARD_MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
                 )
             return ImageRef(data=bytes(image))
-        return ImageRef(url=check_image_url(image))
+        return ImageRef(url=check_image_url(image, s3_allowed_buckets=self.settings.s3_allowed_buckets))
 
     def close(self) -> None:
         if self._store is not None:

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from worker.errors import ErrorCode, StoreUnavailable, TransientError
+from worker.errors import ErrorCode, FetchHostBusy, StoreUnavailable, TransientError
 from worker.models import ImageRef, ModerationRequest
 from worker.pipeline import Moderator
 
@@ -42,10 +42,14 @@ class BatchRunner:
     moderator: Callable[[], Moderator]
     pool: Executor
     max_retries: int
+    max_deferrals: int = 0
+    """Deferrals for a busy image host (FetchHostBusy) an item may take, counted apart from `max_retries`."""
 
-    def run(self, payloads: list[Any], *, attempt: int, task_id: str | None = None) -> list[Unfinished]:
+    def run(
+        self, payloads: list[Any], *, attempt: int, task_id: str | None = None, deferrals: int = 0
+    ) -> list[Unfinished]:
         """Moderate every item concurrently; the items that must be retried (empty when all are stored)."""
-        futures = [(p, self.pool.submit(self._item, p, attempt, task_id)) for p in payloads]
+        futures = [(p, self.pool.submit(self._item, p, attempt, task_id, deferrals)) for p in payloads]
         unfinished: list[Unfinished] = []
         for payload, future in futures:
             try:
@@ -54,20 +58,21 @@ class BatchRunner:
                 unfinished.append(Unfinished(payload, exc))
         return unfinished
 
-    def _item(self, payload: Any, attempt: int, task_id: str | None) -> None:
+    def _item(self, payload: Any, attempt: int, task_id: str | None, deferrals: int) -> None:
         moderation_id = str(payload.get("id", "")) if isinstance(payload, dict) else ""
         structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
         try:
-            self.moderate_one(payload, attempt)
+            self.moderate_one(payload, attempt, deferrals)
         finally:
             structlog.contextvars.clear_contextvars()
 
-    def moderate_one(self, payload: Any, attempt: int) -> None:
+    def moderate_one(self, payload: Any, attempt: int, deferrals: int = 0) -> None:
         """One request payload to a stored verdict; raises TransientError when it must be retried.
 
         Shared by single-image tasks and batch items, so both follow the same rules: an invalid payload is
         recorded as `request_invalid`, retries exhausted become a failed verdict, an unreachable store
-        always retries (there is nowhere to record anything)."""
+        always retries (there is nowhere to record anything). `attempt` counts every earlier run, `deferrals`
+        those that were deferrals for a busy image host: each kind has its own budget."""
         try:
             request = ModerationRequest.model_validate(payload)
         except ValidationError as exc:
@@ -76,11 +81,18 @@ class BatchRunner:
         try:
             self.moderator().moderate(request)
         except TransientError as exc:
-            if attempt < self.max_retries or isinstance(exc, StoreUnavailable):
+            if self._may_retry(exc, attempt, deferrals):
                 raise
             log.warning("moderation.retries_exhausted", error=exc.message)
             message = f"gave up after {attempt + 1} attempts: {exc.message}"
             self.moderator().record_failure(request, exc.code, message)
+
+    def _may_retry(self, exc: TransientError, attempt: int, deferrals: int) -> bool:
+        if isinstance(exc, StoreUnavailable):
+            return True
+        if isinstance(exc, FetchHostBusy):
+            return deferrals < self.max_deferrals
+        return attempt - deferrals < self.max_retries
 
     def _record_invalid(self, payload: Any, exc: ValidationError) -> None:
         """Record `request_invalid` under the payload's id; a payload without one is logged and dropped."""
@@ -94,6 +106,11 @@ class BatchRunner:
         )
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         self.moderator().record_failure(placeholder, ErrorCode.REQUEST_INVALID, message)
+
+
+def all_deferred(unfinished: list[Unfinished]) -> bool:
+    """Whether every unfinished item only waits for a busy host: the retry is then a deferral."""
+    return all(isinstance(u.error, FetchHostBusy) for u in unfinished)
 
 
 def retry_after_s(unfinished: list[Unfinished]) -> float | None:

@@ -6,6 +6,7 @@
     ├── TransientError        retry with backoff: the input is fine, a dependency is not
     │     ├── InferenceUnavailable   model server down, 5xx, 503 queue full, timeouts
     │     ├── ImageSourceUnavailable S3 endpoint unreachable, throttling or 5xx
+    │     ├── FetchHostBusy          the image's host has all its fetch slots in use: defer
     │     └── StoreUnavailable       database / S3 unreachable
     └── SettingsError         bad configuration, raised at start-up
 
@@ -47,6 +48,7 @@ class ErrorCode(StrEnum):
     FILE_NOT_ALLOWED = "file_not_allowed"
     FILE_NOT_FOUND = "file_not_found"
     WORKER_LOST = "worker_lost"
+    FETCH_HOST_BUSY = "fetch_host_busy"  # issue 8 item 9: the image's host kept every fetch slot busy
 
 
 class LlavaguardError(Exception):
@@ -84,6 +86,13 @@ class ImageSourceUnavailable(TransientError):
     retries are exhausted the moderation fails with `s3_error`."""
 
     code = ErrorCode.S3_ERROR
+
+
+class FetchHostBusy(TransientError):
+    """The image's host already has its share of this worker's fetches: defer the moderation (a countdown
+    costs no thread) instead of holding a thread; deferrals have their own budget, apart from MAX_RETRIES."""
+
+    code = ErrorCode.FETCH_HOST_BUSY
 
 
 class StoreUnavailable(TransientError):

@@ -20,3 +20,12 @@ def backoff_delay_s(
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, cap_s))
     return delay
+
+
+DEFERRAL_CAP_S = 30.0
+"""Longest wait before a moderation deferred for a busy image host tries again (issue 8 item 9)."""
+
+
+def deferral_delay_s(deferrals: int, *, base_s: float, cap_s: float) -> float:
+    """Delay before trying a busy host again: the same backoff, capped lower (the host frees up in seconds)."""
+    return backoff_delay_s(deferrals, base_s=base_s, cap_s=min(cap_s, DEFERRAL_CAP_S))

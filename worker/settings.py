@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.buckets import bucket_name_problem
 from worker.errors import SettingsError
 from worker.notify.events import EVENT_TYPES
 from worker.notify.schedule import DEFAULT_SCHEDULE_S as WEBHOOK_SCHEDULE_S
@@ -121,6 +122,38 @@ class Settings(BaseSettings):
     health_stall_s: float = Field(default=120.0, gt=0)
     """`llavaguard health` fails when a worker with free slots has received nothing this long while its queues
     held messages (the consumer stopped consuming)."""
+
+    # Issue 8 item 6: which buckets `s3://` images may name (none: `s3://` images are refused).
+    s3_allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated bucket names; every other bucket (ARNs and aliases included) fails fetch_address_refused."""
+
+    # Issue 8 item 9: slow or hostile image servers get a bounded share of a worker's threads.
+    fetch_max_per_host: int = Field(default=4, ge=1, le=1024)
+    """Concurrent image fetches from one host name per worker process; more wait briefly, then are deferred."""
+    fetch_host_wait_s: float = Field(default=0.5, ge=0, le=30)
+    """How long a fetch waits for a busy host before its moderation is deferred (fetch_host_busy)."""
+    fetch_host_max_deferrals: int = Field(default=10, ge=0, le=100)
+    """Deferrals for a busy host a moderation may take (apart from MAX_RETRIES); then it fails fetch_host_busy."""
+    fetch_min_bytes_per_s: int = Field(default=4096, ge=0)
+    """A response body slower than this over a pace window is aborted as fetch_timeout (0: no pace rule)."""
+    fetch_pace_window_s: float = Field(default=5.0, gt=0, le=60)
+    """The pace window; the response headers must also arrive within two windows of connecting."""
+    fetch_slow_host_cooloff_s: float = Field(default=60.0, ge=0, le=3600)
+    """After 3 fetches in a row from a host timed out, its images fail fetch_timeout at once for this long."""
+
+    @field_validator("s3_allowed_buckets", mode="before")
+    @classmethod
+    def _parse_buckets(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("s3_allowed_buckets")
+    @classmethod
+    def _valid_buckets(cls, value: list[str]) -> list[str]:
+        for name in value:
+            problem = bucket_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"{name!r} {problem}")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

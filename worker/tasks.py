@@ -15,15 +15,15 @@ import structlog
 from celery import Task
 from celery.exceptions import Reject
 
-from worker.batch import BatchRunner, Unfinished, retry_after_s
+from worker.batch import BatchRunner, Unfinished, all_deferred, retry_after_s
 from worker.celery_app import create_app
 from worker.composition import build_delivery_guard, build_moderator
-from worker.errors import TransientError
+from worker.errors import FetchHostBusy, TransientError
 from worker.logs import configure_logging
 from worker.pipeline import Moderator
 from worker.queues import BULK_QUEUE, MODERATE_BATCH_TASK, MODERATE_TASK
 from worker.redelivery.deliveries import Delivery, DeliveryGuard, split_batch
-from worker.retry import backoff_delay_s
+from worker.retry import backoff_delay_s, deferral_delay_s
 from worker.settings import load_settings
 
 settings = load_settings()
@@ -45,7 +45,7 @@ def moderator() -> Moderator:
 
 
 @app.task(name=MODERATE_TASK, bind=True, max_retries=None)
-def moderate(self: Task, payload: dict[str, Any]) -> None:
+def moderate(self: Task, payload: dict[str, Any], deferrals: int = 0) -> None:
     task_id = self.request.id
     moderation_id = str(payload.get("id", "")) if isinstance(payload, dict) else ""
     # Left bound after return: Celery logs the task's success or retry afterwards, and the worker's
@@ -53,14 +53,16 @@ def moderate(self: Task, payload: dict[str, Any]) -> None:
     structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
     with delivery_guard().admitted(Delivery.of(self.request), payload) as admitted:
         if admitted:  # else its workers kept dying on it: recorded `worker_lost`, acknowledged without running
-            _moderate(self, payload)
+            _moderate(self, payload, deferrals)
 
 
-def _moderate(task: Task, payload: dict[str, Any]) -> None:
+def _moderate(task: Task, payload: dict[str, Any], deferrals: int) -> None:
     try:
-        batch_runner().moderate_one(payload, attempt=task.request.retries)
+        batch_runner().moderate_one(payload, attempt=task.request.retries, deferrals=deferrals)
+    except FetchHostBusy as exc:
+        _defer(task, exc, deferrals)
     except TransientError as exc:
-        _retry(task, exc)
+        _retry(task, exc, attempt=task.request.retries - deferrals)
 
 
 _batch_runner: BatchRunner | None = None
@@ -72,23 +74,27 @@ def batch_runner() -> BatchRunner:
     with _moderator_lock:
         if _batch_runner is None:
             pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
-            _batch_runner = BatchRunner(moderator, pool, settings.max_retries)
+            _batch_runner = BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals)
         return _batch_runner
 
 
 @app.task(name=MODERATE_BATCH_TASK, bind=True, max_retries=None)
-def moderate_batch(self: Task, payloads: list[dict[str, Any]]) -> None:
+def moderate_batch(self: Task, payloads: list[dict[str, Any]], deferrals: int = 0) -> None:
     """Many requests in one message (bulk audits); a retry carries only the items that did not finish."""
     if not isinstance(payloads, list):
         log.warning("moderation.invalid_batch", error=f"expected a list of requests, got {type(payloads).__name__}")
         return
     delivery = Delivery.of(self.request)
     if delivery_guard().must_split(delivery):
-        _split(self, payloads, delivery)  # a worker died holding it: one crashing item must not sink the rest
+        # A worker died holding it: one crashing item must not sink the rest.
+        _split(self, payloads, delivery, deferrals)
         return
-    unfinished = batch_runner().run(payloads, attempt=self.request.retries, task_id=self.request.id)
+    unfinished = batch_runner().run(payloads, attempt=self.request.retries, task_id=self.request.id,
+                                    deferrals=deferrals)
+    if unfinished and all_deferred(unfinished):
+        _defer(self, unfinished[0].error, deferrals, args=[[u.payload for u in unfinished]])
     if unfinished:
-        _retry_batch(self, unfinished)
+        _retry_batch(self, unfinished, attempt=self.request.retries - deferrals)
 
 
 _delivery_guard: DeliveryGuard | None = None
@@ -103,21 +109,28 @@ def delivery_guard() -> DeliveryGuard:
         return _delivery_guard
 
 
-def _split(task: Task, payloads: list[dict[str, Any]], delivery: Delivery) -> None:
+def _split(task: Task, payloads: list[dict[str, Any]], delivery: Delivery, deferrals: int) -> None:
     info = task.request.delivery_info or {}
     options = {"queue": info.get("routing_key") or BULK_QUEUE, "priority": info.get("priority"),
                "retries": delivery.retries}
     try:
         with app.producer_or_acquire() as producer:
             split_batch(payloads, delivery, lambda payload, task_id: moderate.apply_async(
-                args=[payload], task_id=task_id, producer=producer, **options))
+                args=[payload], kwargs={"deferrals": deferrals}, task_id=task_id, producer=producer, **options))
     except Exception as exc:  # the broker refused part of it: keep the batch, split it again on redelivery
         raise Reject(str(exc), requeue=True) from exc
 
 
-def _retry_batch(task: Task, unfinished: list[Unfinished]) -> None:
+def _defer(task: Task, exc: TransientError, deferrals: int, args: list[Any] | None = None) -> None:
+    """Try again once the busy host may have a free slot; a deferral counts apart from MAX_RETRIES."""
+    delay = deferral_delay_s(deferrals, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s)
+    log.info("moderation.deferred", deferral=deferrals + 1, delay_s=round(delay, 2), error=exc.message)
+    raise task.retry(args=args, kwargs={"deferrals": deferrals + 1}, countdown=delay, exc=exc)
+
+
+def _retry_batch(task: Task, unfinished: list[Unfinished], *, attempt: int) -> None:
     delay = backoff_delay_s(
-        task.request.retries, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s,
+        attempt, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s,
         retry_after_s=retry_after_s(unfinished),
     )
     error = unfinished[0].error
@@ -126,9 +139,9 @@ def _retry_batch(task: Task, unfinished: list[Unfinished]) -> None:
     raise task.retry(args=[[u.payload for u in unfinished]], countdown=delay, exc=error)
 
 
-def _retry(task: Task, exc: TransientError) -> None:
+def _retry(task: Task, exc: TransientError, *, attempt: int) -> None:
     delay = backoff_delay_s(
-        task.request.retries, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s,
+        attempt, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s,
         retry_after_s=exc.retry_after_s,
     )
     log.info("moderation.retry", attempt=task.request.retries + 1, delay_s=round(delay, 2), error=exc.message)

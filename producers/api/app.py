@@ -53,14 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url="/docs" if public else None, redoc_url="/redoc" if public else None,
                   openapi_url="/openapi.json" if public else None)
     app.state.settings = settings
-    app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes)
+    app.state.rules = Rules(policies, settings.allow_http, settings.max_image_bytes,
+                            frozenset(settings.s3_allowed_buckets))
     problems.install(app)
     _install_dependency_errors(app)
     caps = BodyCaps.of(settings.max_image_bytes, f"{routes.PREFIX}/batch", settings.api_max_batch_items)
     app.add_middleware(BodyLimits, caps=caps)
     app.add_middleware(UnexpectedErrors)  # outermost: also answers for a fault in the middlewares above
     moderation = routes.router(policies.names(), allow_http=settings.allow_http,
-                               max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes)
+                               max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes,
+                               s3_buckets=settings.s3_allowed_buckets)
     app.include_router(moderation, dependencies=[Depends(api_key_check(settings.api_keys))], tags=["moderations"])
     app.include_router(health.router())
     return app

@@ -153,9 +153,12 @@ def _validated(model: type[M], data: Any) -> M:
         raise invalid_request(exc) from None
 
 
-def router(policy_names: list[str], *, allow_http: bool, max_batch_items: int, max_image_bytes: int) -> APIRouter:
+def router(
+    policy_names: list[str], *, allow_http: bool, max_batch_items: int, max_image_bytes: int,
+    s3_buckets: list[str] | None = None,
+) -> APIRouter:
     """The moderation routes, their request bodies documented with the server's actual rules."""
-    item = moderation_schema(policy_names, allow_http=allow_http)
+    item = moderation_schema(policy_names, allow_http=allow_http, s3_buckets=s3_buckets or ())
     one = {"application/json": {"schema": item},
            "multipart/form-data": {"schema": upload_schema(policy_names, max_image_bytes), "encoding": UPLOAD_ENCODING}}
     batch = {"application/json": {"schema": batch_schema(item, max_batch_items)}}

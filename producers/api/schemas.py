@@ -7,6 +7,7 @@ whether `http://` is allowed): a client, or schemathesis, generating from the sc
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,10 +29,14 @@ CODES_FIELD_PATTERN = r"^(O[1-9](,O[1-9])*)?$"
 """A multipart `non_violating` field: comma-separated codes, nothing else."""
 
 
-def image_url_pattern(*, allow_http: bool) -> str:
-    """What the API accepts as `image_url`: the server applies this very pattern, so schema and server agree."""
+def image_url_pattern(*, allow_http: bool, s3_buckets: Collection[str] = ()) -> str:
+    """What the API accepts as `image_url`: the server applies this very pattern, so schema and server agree.
+
+    `s3://` only for the buckets in LLAVAGUARD_S3_ALLOWED_BUCKETS (none: no `s3://` at all)."""
     scheme = "https?" if allow_http else "https"
-    return rf"^({scheme}://{_HOST}(/{_VISIBLE}*)?|s3://[a-z0-9][a-z0-9.-]{{2,62}}/{_VISIBLE}+)$"
+    buckets = "|".join(name.replace(".", r"\.") for name in sorted(s3_buckets))  # names are [a-z0-9.-] only
+    s3 = rf"|s3://({buckets})/{_VISIBLE}+" if buckets else ""
+    return rf"^({scheme}://{_HOST}(/{_VISIBLE}*)?{s3})$"
 
 
 class ModerationOptions(BaseModel):
@@ -62,7 +67,8 @@ class ModerationCreate(ModerationOptions):
     """One image to moderate; only `image_url` is required."""
 
     image_url: str = Field(min_length=1, max_length=MAX_URL_LENGTH,
-                           description="https:// URL (http:// if the server allows it) or s3://bucket/key")
+                           description="https:// URL (http:// if the server allows it) or s3://bucket/key "
+                                       "(an allowed bucket)")
 
 
 class BatchCreate(BaseModel):
@@ -96,11 +102,13 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
-def moderation_schema(policy_names: list[str], *, allow_http: bool) -> dict[str, Any]:
+def moderation_schema(
+    policy_names: list[str], *, allow_http: bool, s3_buckets: Collection[str] = ()
+) -> dict[str, Any]:
     """The JSON schema of one moderation request, tightened with the server's actual rules."""
     schema = ModerationCreate.model_json_schema()
     props = schema["properties"]
-    props["image_url"]["pattern"] = image_url_pattern(allow_http=allow_http)
+    props["image_url"]["pattern"] = image_url_pattern(allow_http=allow_http, s3_buckets=s3_buckets)
     props["policy"] = _nullable({"type": "string", "enum": policy_names}, props["policy"])
     props["non_violating"]["items"] = {"type": "string", "enum": list(POLICY_CODES)}
     props["callback_url"] = _nullable(

@@ -19,7 +19,7 @@ from producers.api.jsonshape import structure_of, too_deep
 from producers.api.problems import ApiProblem
 from producers.api.schemas import CALLBACK_URL_PATTERN, MAX_METADATA_BYTES, ModerationOptions, image_url_pattern
 from producers.client import Submission
-from producers.references import check_image_url
+from producers.references import ImageRefused, check_image_url
 from worker.categories import POLICY_CODES, normalise_codes
 from worker.policy import PolicyRegistry
 
@@ -29,6 +29,7 @@ class Rules:
     policies: PolicyRegistry
     allow_http: bool
     max_image_bytes: int
+    s3_allowed_buckets: frozenset[str] = frozenset()
 
     def submission(self, body: ModerationOptions, image: str | bytes) -> Submission:
         """The SDK submission for an image URL (JSON) or uploaded bytes (multipart) with these options."""
@@ -43,14 +44,25 @@ class Rules:
         )
 
     def image_url(self, url: str) -> str:
-        if not re.search(image_url_pattern(allow_http=self.allow_http), url):
+        if url[:5].lower() == "s3://":
+            self._s3_allowed(url)
+        if not re.search(image_url_pattern(allow_http=self.allow_http, s3_buckets=self.s3_allowed_buckets), url):
             schemes = "https:// or http://" if self.allow_http else "https://"
             detail = f"image_url must be an {schemes} URL with a host name, or s3://bucket/key; got {url[:80]!r}"
             raise ApiProblem(422, "image_url_invalid", detail)
         try:
-            return check_image_url(url)
+            return check_image_url(url, s3_allowed_buckets=self.s3_allowed_buckets)
         except ValueError as exc:
             raise ApiProblem(422, "image_url_invalid", str(exc)) from None
+
+    def _s3_allowed(self, url: str) -> None:
+        """A bucket outside LLAVAGUARD_S3_ALLOWED_BUCKETS: the worker's own refusal, told at submit time."""
+        try:
+            check_image_url(url, s3_allowed_buckets=self.s3_allowed_buckets)
+        except ImageRefused as exc:
+            raise ApiProblem(422, str(exc.code), str(exc)) from None
+        except ValueError:
+            return  # malformed: the pattern below says so
 
     def upload(self, data: bytes) -> bytes:
         if not data:

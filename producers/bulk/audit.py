@@ -19,10 +19,11 @@ import redis
 from producers.bulk.placement import Placement, S3Upload, SharedRoot, parse_s3_prefix
 from producers.bulk.planner import Planner
 from producers.bulk.progress import Progress
-from producers.bulk.sources import AuditItem, FolderSource, Source, count, open_source
+from producers.bulk.sources import AuditItem, FolderSource, S3PrefixSource, Source, count, open_source
 from producers.bulk.summary import AuditSummary
 from producers.bulk.waiting import QueueProbe, Waiter
 from producers.client import ModerationClient
+from worker.buckets import BucketAllowlist
 from worker.categories import normalise_codes
 from worker.composition import s3_client
 from worker.errors import ModerationFailed
@@ -56,6 +57,7 @@ def run_audit(settings: Settings, options: AuditOptions, *, log: TextIO = sys.st
     s3 = s3_client(settings) if options.source.lower().startswith("s3://") or options.upload_to else None
     source = open_source(options.source, s3)
     placement = _placement(settings, options, s3)
+    _check_buckets(settings, source, placement)
     if isinstance(source, FolderSource):
         _check_folder(source, placement)
     print(f"llavaguard audit: counting images in {options.source} ...", file=log, flush=True)
@@ -104,6 +106,17 @@ def _check_folder(source: FolderSource, placement: Placement | None) -> None:
         raise ValueError(f"{source.root} is a folder: workers must be able to read its files; {hint}")
     if isinstance(placement, SharedRoot):
         placement.reference(AuditItem(str(source.root.absolute() / "probe"), local=True))  # ValueError if outside
+
+
+def _check_buckets(settings: Settings, source: Source, placement: Placement | None) -> None:
+    """Workers read only LLAVAGUARD_S3_ALLOWED_BUCKETS: refuse once, up front, an audit they could not judge."""
+    buckets = [where.bucket for where in (source, placement) if isinstance(where, S3PrefixSource | S3Upload)]
+    allowed = BucketAllowlist(settings.s3_allowed_buckets)
+    for bucket in buckets:
+        try:
+            allowed.check(bucket)
+        except ModerationFailed as exc:
+            raise ValueError(f"{exc.message}: workers would refuse every image of this audit") from None
 
 
 def _items(source: Source) -> Any:

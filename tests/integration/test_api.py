@@ -26,11 +26,13 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture()
-def settings(fresh_redis: str, standin: SGLangStandIn, s3_endpoint: str, tmp_path: Path) -> dict[str, str]:
+def settings(
+    fresh_redis: str, standin: SGLangStandIn, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> dict[str, str]:
     return {
         "redis_url": fresh_redis, "sglang_url": standin.url, "store_url": f"sqlite:///{tmp_path}/v.db",
         "s3_endpoint_url": s3_endpoint, "allowed_networks": "127.0.0.1/32", "allow_http": "true",
-        "api_keys": f"other-key,{API_KEY}", "max_image_bytes": str(MAX_BYTES),
+        "api_keys": f"other-key,{API_KEY}", "max_image_bytes": str(MAX_BYTES), "s3_allowed_buckets": bucket,
     }
 
 

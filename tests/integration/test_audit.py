@@ -32,11 +32,13 @@ def shared(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def env(fresh_redis: str, standin: SGLangStandIn, shared: Path, s3_endpoint: str, tmp_path: Path) -> dict[str, str]:
+def env(
+    fresh_redis: str, standin: SGLangStandIn, shared: Path, s3_endpoint: str, bucket: str, tmp_path: Path
+) -> dict[str, str]:
     return worker_env(
         redis_url=fresh_redis, sglang_url=standin.url, store_url=f"sqlite:///{tmp_path}/v.db",
         shared_root=str(shared), s3_endpoint_url=s3_endpoint, allowed_networks="127.0.0.1/32", allow_http="true",
-        audit_batch_size="8",
+        audit_batch_size="8", s3_allowed_buckets=bucket,
     )
 
 

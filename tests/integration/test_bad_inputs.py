@@ -74,6 +74,7 @@ def test_bad_inputs_fail_with_specific_codes_and_never_reach_the_model(
         "redis_url": fresh_redis, "sglang_url": standin.url, "store_url": f"sqlite:///{tmp_path}/v.db",
         "s3_endpoint_url": s3_endpoint, "allowed_networks": "127.0.0.1/32", "allow_http": "true",
         "max_image_bytes": str(MAX_BYTES), "fetch_read_timeout_s": "1", "fetch_total_timeout_s": "3",
+        "s3_allowed_buckets": bucket,
     }
     try:
         with running_workers(worker_env(**settings), tmp_path, count=1, concurrency=4):

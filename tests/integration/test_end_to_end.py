@@ -73,6 +73,7 @@ def test_two_hundred_images_two_workers_every_verdict_right_and_stored_once(
     settings = {
         "redis_url": fresh_redis, "sglang_url": standin.url, "store_url": store_url,
         "s3_endpoint_url": s3_endpoint, "allowed_networks": "127.0.0.1/32", "allow_http": "true",
+        "s3_allowed_buckets": bucket,
     }
     cases = build_cases(image_server, s3_endpoint, bucket)
     with running_workers(worker_env(**settings), tmp_path, count=2, concurrency=8) as workers:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import uuid
 from collections.abc import Iterator
 from io import BytesIO
 
@@ -26,6 +25,7 @@ SETTINGS = Settings(
     fetch_connect_timeout_s=2,
     fetch_read_timeout_s=2,
     fetch_total_timeout_s=5,
+    s3_allowed_buckets=["intake-images"],
 )
 
 
@@ -70,7 +70,7 @@ def test_http_url(intake: Intake, server: ImageServer) -> None:
 
 
 def test_s3_uri(intake: Intake, s3: S3Client) -> None:
-    bucket = f"intake-{uuid.uuid4().hex[:16]}"
+    bucket = "intake-images"  # the one bucket SETTINGS allows
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="a.png", Body=large_png())
     prepared = intake.load(ImageRef(url=f"s3://{bucket}/a.png"))

@@ -10,10 +10,15 @@ from botocore.config import Config
 from mypy_boto3_s3 import S3Client
 
 from tests.services import free_port
+from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ImageSourceUnavailable, ModerationFailed
 from worker.intake.s3_fetch import S3Fetcher, parse_s3_uri
 
 MAX_BYTES = 1024
+
+
+def fetcher_for(client: S3Client, *buckets: str) -> S3Fetcher:
+    return S3Fetcher(client, MAX_BYTES, allowed=BucketAllowlist(buckets))
 
 
 def failure(fetcher: S3Fetcher, uri: str) -> ModerationFailed:
@@ -25,7 +30,7 @@ def failure(fetcher: S3Fetcher, uri: str) -> ModerationFailed:
 def test_fetches_an_object(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="dir/cat.png", Body=b"\x89PNG data")
     s3.put_object(Bucket=bucket, Key="odd ?#name//x.jpg", Body=b"odd")
-    fetcher = S3Fetcher(s3, MAX_BYTES)
+    fetcher = fetcher_for(s3, bucket)
     assert fetcher.fetch(f"s3://{bucket}/dir/cat.png") == b"\x89PNG data"
     assert fetcher.fetch(f"s3://{bucket}/odd ?#name//x.jpg") == b"odd"
 
@@ -34,23 +39,24 @@ def test_limits_and_empty_objects(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="exact", Body=b"x" * MAX_BYTES)
     s3.put_object(Bucket=bucket, Key="big", Body=b"x" * (MAX_BYTES + 1))
     s3.put_object(Bucket=bucket, Key="empty", Body=b"")
-    fetcher = S3Fetcher(s3, MAX_BYTES)
+    fetcher = fetcher_for(s3, bucket)
     assert fetcher.fetch(f"s3://{bucket}/exact") == b"x" * MAX_BYTES
     assert failure(fetcher, f"s3://{bucket}/big").code == ErrorCode.IMAGE_TOO_LARGE
     assert failure(fetcher, f"s3://{bucket}/empty").code == ErrorCode.IMAGE_EMPTY
 
 
 def test_missing_objects_and_buckets(s3: S3Client, bucket: str) -> None:
-    fetcher = S3Fetcher(s3, MAX_BYTES)
+    missing = f"missing-{uuid.uuid4().hex[:12]}"
+    fetcher = fetcher_for(s3, bucket, missing)  # allowed, but never created
     assert failure(fetcher, f"s3://{bucket}/nope.png").code == ErrorCode.S3_NOT_FOUND
-    assert failure(fetcher, f"s3://missing-{uuid.uuid4().hex[:12]}/x.png").code == ErrorCode.S3_NOT_FOUND
+    assert failure(fetcher, f"s3://{missing}/x.png").code == ErrorCode.S3_NOT_FOUND
 
 
 @pytest.mark.parametrize(
-    "uri", ["s3://", "s3://bucket-only", "s3://bucket-only/", "s3:///key", "https://b/k", "s3://Bad_Bucket!/k"]
+    "uri", ["s3://", "s3://bucket-only", "s3://bucket-only/", "s3:///key", "https://b/k"]
 )
 def test_malformed_uris_are_invalid_requests(s3: S3Client, uri: str) -> None:
-    assert failure(S3Fetcher(s3, MAX_BYTES), uri).code == ErrorCode.REQUEST_INVALID
+    assert failure(fetcher_for(s3, "bucket-only"), uri).code == ErrorCode.REQUEST_INVALID
 
 
 def test_uri_parsing_keeps_the_key_verbatim() -> None:
@@ -64,7 +70,7 @@ def test_an_unreachable_endpoint_is_transient() -> None:
     )
     try:
         with pytest.raises(ImageSourceUnavailable) as caught:
-            S3Fetcher(client, MAX_BYTES).fetch("s3://bucket/key.png")
+            S3Fetcher(client, MAX_BYTES, allowed=BucketAllowlist(["bucket"])).fetch("s3://bucket/key.png")
     finally:
         client.close()
     assert caught.value.code == ErrorCode.S3_ERROR  # the code its failed verdict gets once retries run out

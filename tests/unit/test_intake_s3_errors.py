@@ -12,8 +12,11 @@ import pytest
 from botocore.stub import Stubber
 from mypy_boto3_s3 import S3Client
 
+from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ImageSourceUnavailable, ModerationFailed
 from worker.intake.s3_fetch import S3Fetcher
+
+BUCKET = BucketAllowlist(["bucket"])
 
 
 @pytest.fixture()
@@ -39,7 +42,7 @@ def test_client_errors_are_translated(client: S3Client, error_code: str, status:
     with Stubber(client) as stub:
         stub.add_client_error("get_object", service_error_code=error_code, http_status_code=status)
         with pytest.raises(ModerationFailed) as caught:
-            S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
+            S3Fetcher(client, 1024, allowed=BUCKET).fetch("s3://bucket/key.png")
     assert caught.value.code == expected
     assert "s3://bucket/key.png" in caught.value.message
 
@@ -49,7 +52,7 @@ def test_server_errors_and_throttling_are_transient(client: S3Client, error_code
     with Stubber(client) as stub:
         stub.add_client_error("get_object", service_error_code=error_code, http_status_code=status)
         with pytest.raises(ImageSourceUnavailable) as caught:
-            S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
+            S3Fetcher(client, 1024, allowed=BUCKET).fetch("s3://bucket/key.png")
     assert caught.value.code == ErrorCode.S3_ERROR and "s3://bucket/key.png" in caught.value.message
 
 
@@ -69,6 +72,6 @@ def test_a_declared_size_over_the_limit_is_refused_before_reading(client: S3Clie
     with Stubber(client) as stub:
         stub.add_response("get_object", {"Body": body, "ContentLength": 10_000})
         with pytest.raises(ModerationFailed) as caught:
-            S3Fetcher(client, 1024).fetch("s3://bucket/key.png")
+            S3Fetcher(client, 1024, allowed=BUCKET).fetch("s3://bucket/key.png")
     assert caught.value.code == ErrorCode.IMAGE_TOO_LARGE
     assert not body.read_called and body.closed

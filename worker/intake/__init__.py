@@ -4,7 +4,8 @@
     ├── inline bytes ─────────────┐
     ├── s3://bucket/key  S3Fetcher ┼─> prepare_image (images.py) -> PreparedImage
     ├── file:///path     FileFetcher (only beneath LLAVAGUARD_SHARED_ROOT)
-    └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP)
+    └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP, paced,
+                                      at most FETCH_MAX_PER_HOST at once per host: HostGate)
 
 Every bad input ends as `ModerationFailed` with a FETCH_*/S3_*/IMAGE_* code; no third-party exception
 leaves this package. The address guard and the pinned request are public for the webhook sender.
@@ -14,13 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
 from worker.intake.decode_budget import DecodeBudget
 from worker.intake.file_fetch import FileFetcher
+from worker.intake.hosts import HostGate
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
+from worker.intake.pace import Pace
 from worker.intake.pinned import HttpResponse, PinnedHttp
 from worker.intake.s3_fetch import S3Fetcher
 from worker.models import ImageRef
@@ -75,8 +79,12 @@ class Intake:
             read_timeout_s=settings.fetch_read_timeout_s,
             total_timeout_s=settings.fetch_total_timeout_s,
             max_redirects=settings.fetch_max_redirects,
+            hosts=HostGate(max_per_host=settings.fetch_max_per_host, wait_s=settings.fetch_host_wait_s,
+                           cooloff_s=settings.fetch_slow_host_cooloff_s),
+            pace=Pace(min_bytes_per_s=settings.fetch_min_bytes_per_s, window_s=settings.fetch_pace_window_s),
         )
-        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes)
+        allowed = BucketAllowlist(settings.s3_allowed_buckets)
+        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes, allowed=allowed)
         files = FileFetcher(settings.shared_root, settings.max_image_bytes)
         return cls(
             http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files,

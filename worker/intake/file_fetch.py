@@ -52,9 +52,9 @@ class FileFetcher:
                 ErrorCode.FETCH_SCHEME_UNSUPPORTED, "file:// images need LLAVAGUARD_SHARED_ROOT set on the worker"
             )
         path = path_of_file_uri(uri)
-        root = os.path.realpath(self.root)
-        components = self._beneath(root, path)
-        try:
+        try:  # realpath itself fails (EINVAL, ELOOP ...) when a symlink is swapped while it resolves
+            root = os.path.realpath(self.root)
+            components = self._beneath(root, path)
             fd = _open_beneath(root, components)
         except OSError as exc:
             raise _translate(path, exc) from exc
@@ -123,4 +123,6 @@ def _translate(path: str, exc: OSError) -> ModerationFailed:
         return ModerationFailed(ErrorCode.FILE_NOT_ALLOWED, f"{path}: {reason}")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return ModerationFailed(ErrorCode.FILE_NOT_FOUND, f"{path} does not exist")
+    if exc.errno == errno.EINVAL:  # readlink on a path that stopped being a symlink mid-resolution
+        return ModerationFailed(ErrorCode.FILE_NOT_ALLOWED, f"{path}: a symlink changed while it was resolved")
     return ModerationFailed(ErrorCode.FILE_NOT_FOUND, f"{path} cannot be read: {exc.strerror}")

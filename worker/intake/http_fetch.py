@@ -2,7 +2,8 @@
 
 Every hop of a redirect chain goes through `PinnedHttp.open` again, so a public server cannot bounce the
 worker to an internal address. The body is streamed and abandoned at `max_bytes`, and the whole fetch shares
-one deadline, so no server can make a worker hang or buffer without bound.
+one deadline, so no server can make a worker hang or buffer without bound. A slow server is cut off sooner
+by the pace rule (`pace`), and one host never holds more than its share of the process's fetches (`hosts`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import httpx
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard
 from worker.intake.deadline import Deadline
+from worker.intake.hosts import HostGate
 from worker.intake.limits import too_large
+from worker.intake.pace import Pace, PaceMonitor
 from worker.intake.pinned import PinnedHttp, iter_body
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -36,6 +39,8 @@ class HttpFetcher:
         total_timeout_s: float,
         max_redirects: int,
         ssl_context: ssl.SSLContext | None = None,
+        hosts: HostGate | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.http = PinnedHttp(
             guard,
@@ -48,6 +53,8 @@ class HttpFetcher:
         self.max_bytes = max_bytes
         self.total_timeout_s = total_timeout_s
         self.max_redirects = max_redirects
+        self.hosts = hosts
+        self.pace = pace or Pace(min_bytes_per_s=0, window_s=1.0)
 
     def close(self) -> None:
         self.http.close()
@@ -56,17 +63,25 @@ class HttpFetcher:
         """The body of `url`, following at most `max_redirects` redirects; FETCH_* or IMAGE_TOO_LARGE if not.
 
         `total_timeout_s` bounds the whole fetch, DNS and every hop included, even against servers that
-        drip headers or body one byte at a time (see `watchdog`).
+        drip headers or body one byte at a time (see `watchdog`). The host's slot (FetchHostBusy when none is
+        free) is held for the whole fetch, redirects included.
         """
-        deadline = Deadline.after(self.total_timeout_s)
         current = self.http.parse_url(url)
-        for _hop in range(self.max_redirects + 1):
-            with self.http.open("GET", current, deadline=deadline, headers=ACCEPT_IMAGES) as response:
-                location = _redirect_location(response)
-                if location is None:
-                    _check_status(response)
-                    return _read_limited(response, self.max_bytes, deadline)
-            current = _follow(current, location)
+        if self.hosts is None:
+            return self._fetch(url, current)
+        with self.hosts.admit(current.raw_host.decode("ascii")):
+            return self._fetch(url, current)
+
+    def _fetch(self, url: str, current: httpx.URL) -> bytes:
+        deadline = Deadline.after(self.total_timeout_s)
+        with PaceMonitor(self.pace) as pace:
+            for _hop in range(self.max_redirects + 1):
+                with self.http.open("GET", current, deadline=deadline, headers=ACCEPT_IMAGES, pace=pace) as response:
+                    location = _redirect_location(response)
+                    if location is None:
+                        _check_status(response)
+                        return _read_limited(response, self.max_bytes, deadline, pace)
+                current = _follow(current, location)
         raise ModerationFailed(
             ErrorCode.FETCH_TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects from {url!r}"
         )
@@ -103,13 +118,13 @@ def _check_status(response: httpx.Response) -> None:
         raise ModerationFailed(ErrorCode.FETCH_HTTP_STATUS, message)
 
 
-def _read_limited(response: httpx.Response, max_bytes: int, deadline: Deadline) -> bytes:
+def _read_limited(response: httpx.Response, max_bytes: int, deadline: Deadline, pace: PaceMonitor) -> bytes:
     """The whole body, refused as soon as it is known to exceed `max_bytes` (declared or counted)."""
     declared = _content_length(response)
     if declared is not None and declared > max_bytes:
         raise too_large(max_bytes, f"declares {declared} bytes")
     body = bytearray()
-    for chunk in iter_body(response, deadline):
+    for chunk in iter_body(response, deadline, pace):
         body += chunk
         if len(body) > max_bytes:
             raise too_large(max_bytes, "sent more")

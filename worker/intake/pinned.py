@@ -24,6 +24,7 @@ import httpx
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, IPAddress, canonical
 from worker.intake.deadline import Deadline
+from worker.intake.pace import PaceMonitor
 from worker.intake.watchdog import SocketWatchdog
 
 USER_AGENT = "llavaguard-worker"
@@ -86,11 +87,13 @@ class PinnedHttp:
         deadline: Deadline,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        pace: PaceMonitor | None = None,
     ) -> Iterator[httpx.Response]:
         """Stream one response (headers read, body not yet); httpx errors inside the block are translated.
 
         The deadline holds in every phase: DNS and connect are capped by it, and from the moment a socket
-        exists the watchdog shuts it down at the deadline, whatever httpcore is blocked on.
+        exists the watchdog shuts it down at the deadline, whatever httpcore is blocked on. With `pace`, the
+        same watchdog is tripped earlier when the server falls below the pace (pass it to `iter_body` too).
         """
         target = self.parse_url(url)
         host = target.raw_host.decode("ascii")
@@ -98,7 +101,11 @@ class PinnedHttp:
         addresses = self.guard.resolve(host, port, timeout_s=deadline.cap(self.connect_timeout_s, "DNS"))
         with SocketWatchdog(deadline) as watchdog, _translated(host, port, deadline, watchdog):
             outgoing = _Outgoing(method, target, deadline, dict(headers or {}), body, watchdog.trace)
+            if pace is not None:
+                pace.attach(watchdog)
             response = self._send_to_first_reachable(outgoing, addresses)
+            if pace is not None:
+                pace.body_started()
             try:
                 yield response
             finally:
@@ -170,7 +177,7 @@ class _Outgoing:
     trace: Callable[[str, Mapping[str, Any]], None]
 
 
-def iter_body(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
+def iter_body(response: httpx.Response, deadline: Deadline, pace: PaceMonitor | None = None) -> Iterator[bytes]:
     """The raw body within the deadline (not content-decoded: a small gzip must not inflate past a limit).
 
     Checked once more at the end: a watchdog shutdown ends a close-delimited body early, and that must read
@@ -178,8 +185,12 @@ def iter_body(response: httpx.Response, deadline: Deadline) -> Iterator[bytes]:
     """
     for chunk in response.iter_raw():
         deadline.check("reading the response body")
+        if pace is not None:
+            pace.received(len(chunk))
         yield chunk
     deadline.check("reading the response body")
+    if pace is not None:
+        pace.check()
 
 
 def _new_client(ssl_context: ssl.SSLContext | None) -> httpx.Client:
@@ -213,7 +224,9 @@ def _translated(host: str, port: int, deadline: Deadline, watchdog: SocketWatchd
     try:
         yield
     except (httpx.HTTPError, httpx.StreamError) as exc:
-        if watchdog.fired:  # the error is the watchdog's shutdown at the deadline
+        if watchdog.fired:  # the error is the watchdog's shutdown: at the deadline, or tripped by the pace rule
+            if watchdog.reason is not None:
+                raise watchdog.reason from exc
             deadline.check(f"talking to {where}")
         raise _translate(where, exc) from exc
     except httpx.InvalidURL as exc:

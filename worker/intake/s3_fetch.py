@@ -1,7 +1,9 @@
 """Download an image named by an `s3://bucket/key` URI through a boto3 client, size-limited.
 
-S3 needs no address guard: the client only talks to its configured endpoint. What must never happen is
-reading an arbitrarily large object into memory, so the declared size is checked and the read is bounded.
+The client only talks to its configured endpoint, but it reads with the worker's credentials: so a bucket
+must be in the operator's allowlist (`worker.buckets`), checked before any request, or the image fails
+`fetch_address_refused` without S3 ever being asked. What must also never happen is reading an arbitrarily
+large object into memory, so the declared size is checked and the read is bounded.
 Timeouts are the client's (`botocore.config.Config(connect_timeout=..., read_timeout=...)`).
 """
 
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ImageSourceUnavailable, ModerationFailed
 from worker.intake.limits import too_large
 
@@ -36,12 +39,14 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 class S3Fetcher:
     """Fetches object bytes; boto3 clients are thread-safe, so one fetcher serves every thread."""
 
-    def __init__(self, client: S3Client, max_bytes: int) -> None:
+    def __init__(self, client: S3Client, max_bytes: int, *, allowed: BucketAllowlist) -> None:
         self.client = client
         self.max_bytes = max_bytes
+        self.allowed = allowed
 
     def fetch(self, uri: str) -> bytes:
         bucket, key = parse_s3_uri(uri)
+        self.allowed.check(bucket)
         try:
             return self._get(bucket, key)
         except ParamValidationError as exc:

@@ -3,7 +3,8 @@
 httpx's timeouts bound each read, not their sum: a server sending one header byte per read timeout, or an
 endless run of `100 Continue` responses, keeps a worker inside a single `send` for hours. httpcore reports
 each new connection through the public `trace` request extension; the watchdog keeps that connection's socket
-and, at the deadline, shuts it down, which wakes whatever read is blocked on it. It never closes the socket
+and, at the deadline (or when `trip` is called, e.g. by the pace rule), shuts it down, which wakes whatever
+read is blocked on it. It never closes the socket
 (httpcore owns it) and never touches a socket it was not handed.
 """
 
@@ -16,6 +17,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from worker.errors import ModerationFailed
 from worker.intake.deadline import Deadline
 
 CONNECTED_EVENT = "connection.connect_tcp.complete"
@@ -28,6 +30,7 @@ class SocketWatchdog:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._fired = False
+        self._reason: ModerationFailed | None = None
         self._timer = threading.Timer(deadline.remaining_s(), self._fire)
         self._timer.daemon = True
 
@@ -36,6 +39,19 @@ class SocketWatchdog:
         """True once the deadline passed and the sockets were shut down: a read error now means "timed out"."""
         with self._lock:
             return self._fired
+
+    @property
+    def reason(self) -> ModerationFailed | None:
+        """Why `trip` shut the sockets down before the deadline (None: the deadline itself, or not fired)."""
+        with self._lock:
+            return self._reason
+
+    def trip(self, reason: ModerationFailed) -> None:
+        """Shut the request's sockets down now, for `reason` (the error the request then fails with)."""
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+        self._fire()
 
     def __enter__(self) -> SocketWatchdog:
         self._timer.start()

@@ -96,3 +96,14 @@ class SettingsError(LlavaguardError):
 class OutboxUnavailable(StoreUnavailable):
     """The webhook outbox (Redis) cannot record a delivery: the moderation task retries until it can,
     because a verdict whose event was never recorded would silently lose its webhook."""
+
+
+class IdempotencyConflict(LlavaguardError, ValueError):
+    """Issue 8 item 5: an idempotency key reused for a different request (another image or other options).
+
+    Raised by the SDK before anything is published; the HTTP API answers it with 409 `idempotency_conflict`."""
+
+    def __init__(self, message: str, *, index: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index

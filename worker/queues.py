@@ -20,6 +20,11 @@ KEY_PREFIX = "llavaguard:"
 SUBMITTED_KEY = KEY_PREFIX + "submitted:"
 """`llavaguard:submitted:<id>` marks a moderation as enqueued (idempotency and `pending` status)."""
 SUBMITTED_TTL_S = 7 * 24 * 3600
+# Issue 8 item 5: idempotency scoped per owner, unguessable ids.
+SUBMISSION_KEY = KEY_PREFIX + "submission:"
+"""`llavaguard:submission:<id>`, beside the marker and with its TTL: owner and request fingerprint (JSON)."""
+ID_SECRET_KEY = KEY_PREFIX + "id-secret"
+"""The random secret keyed moderation ids are an HMAC with; created once (`SET NX`), shared by all producers."""
 
 PRIORITY_STEPS = [0, 3, 6, 9]
 

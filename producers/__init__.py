@@ -1,6 +1,7 @@
 """Producers push moderation tasks onto the queues that the workers drain."""
 
-from producers.client import ModerationClient, Submission, moderation_id_for_key
+from producers.client import ModerationClient, Submission
+from worker.errors import IdempotencyConflict
 from worker.models import Verdict
 
-__all__ = ["ModerationClient", "Submission", "Verdict", "moderation_id_for_key"]
+__all__ = ["IdempotencyConflict", "ModerationClient", "Submission", "Verdict"]

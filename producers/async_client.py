@@ -35,31 +35,31 @@ class AsyncModerationClient:
     async def submit(
         self, image: str | bytes, *, policy: str | None = None, non_violating: list[str] | None = None,
         callback_url: str | None = None, metadata: dict[str, Any] | None = None,
-        idempotency_key: str | None = None, priority: int | None = None,
+        idempotency_key: str | None = None, priority: int | None = None, owner: str | None = None,
     ) -> str:
         """Enqueue one image; returns the moderation id (see `ModerationClient.submit`)."""
         return await asyncio.to_thread(
             self.sync.submit, image, policy=policy, non_violating=non_violating, callback_url=callback_url,
-            metadata=metadata, idempotency_key=idempotency_key, priority=priority,
+            metadata=metadata, idempotency_key=idempotency_key, priority=priority, owner=owner,
         )
 
     async def submit_many(
         self, items: Iterable[Submission | str | bytes], *, policy: str | None = None,
         non_violating: list[str] | None = None, callback_url: str | None = None,
-        metadata: dict[str, Any] | None = None, priority: int | None = None,
+        metadata: dict[str, Any] | None = None, priority: int | None = None, owner: str | None = None,
     ) -> list[str]:
         """Enqueue many images at once, pipelined; ids in the order of `items`."""
         return await asyncio.to_thread(
             self.sync.submit_many, list(items), policy=policy, non_violating=non_violating,
-            callback_url=callback_url, metadata=metadata, priority=priority,
+            callback_url=callback_url, metadata=metadata, priority=priority, owner=owner,
         )
 
     async def enqueue_batch(self, requests: list[ModerationRequest]) -> list[str]:
         return await asyncio.to_thread(self.sync.enqueue_batch, requests)
 
-    def build_request(self, item: Submission) -> ModerationRequest:
-        """Pure validation, no I/O: safe to call on the event loop."""
-        return self.sync.build_request(item)
+    async def build_request(self, item: Submission, *, owner: str | None = None) -> ModerationRequest:
+        """Validation; a keyed item reads the id secret from Redis once, so this runs in a thread."""
+        return await asyncio.to_thread(self.sync.build_request, item, owner=owner)
 
     async def get(self, moderation_id: str) -> Verdict | None:
         """The stored verdict, or None while pending (or unknown)."""
@@ -81,6 +81,9 @@ class AsyncModerationClient:
 
     async def is_submitted(self, moderation_id: str) -> bool:
         return await asyncio.to_thread(self.sync.is_submitted, moderation_id)
+
+    async def pending_owner(self, moderation_id: str) -> tuple[bool, str | None]:
+        return await asyncio.to_thread(self.sync.pending_owner, moderation_id)
 
     async def submitted(self, ids: Iterable[str]) -> set[str]:
         return await asyncio.to_thread(self.sync.submitted, list(ids))

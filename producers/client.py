@@ -6,14 +6,14 @@
     verdict = client.wait(moderation_id, timeout=30)
 
 Submitting never waits on a GPU: it validates the arguments, publishes one small task message and returns
-the moderation id. The same `idempotency_key` always maps to the same id and is enqueued once.
+the moderation id. The same `idempotency_key` always maps to the same id and is enqueued once; reused for a
+different image or other options it raises `IdempotencyConflict` (see `producers.ids` for how ids are made).
 `submit_many` validates every item first, then publishes them all pipelined (see `producers.publish`).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,22 +22,18 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from producers.ids import IdSecret, keyed_moderation_id, random_moderation_id, record_owner, submission_record
 from producers.publish import Publisher
 from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
+from worker.errors import IdempotencyConflict
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
 from worker.stores import VerdictStore, open_store
 
-_IDEMPOTENCY_NAMESPACE = uuid.UUID("8d3f6c1e-5a0b-4c55-9a43-2f7d61c0b9e4")
-__all__ = ["IMAGE_SCHEMES", "ImageRefused", "ModerationClient", "Submission", "moderation_id_for_key"]
-
-
-def moderation_id_for_key(idempotency_key: str) -> str:
-    """The moderation id an idempotency key always maps to."""
-    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, idempotency_key).hex
+__all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationClient", "Submission"]
 
 
 @dataclass(frozen=True)
@@ -66,52 +62,66 @@ class ModerationClient:
         self._app = create_app(self.settings)
         self._redis = redis.Redis.from_url(self.settings.redis_url)
         self._publisher = Publisher(self._app, self._redis, queue)
+        self._id_secret = IdSecret(self._redis)
         self._store: VerdictStore | None = None
 
     def submit(
         self, image: str | bytes, *, policy: str | None = None, non_violating: list[str] | None = None,
         callback_url: str | None = None, metadata: dict[str, Any] | None = None,
-        idempotency_key: str | None = None, priority: int | None = None,
+        idempotency_key: str | None = None, priority: int | None = None, owner: str | None = None,
     ) -> str:
-        """Enqueue one image (URL/URI string or bytes); returns the moderation id."""
+        """Enqueue one image (URL/URI string or bytes); returns the moderation id.
+
+        `owner` (the HTTP API passes the caller's key id) scopes the idempotency key and is recorded on the
+        verdict; SDK callers leave it None."""
         item = Submission(image, policy, non_violating, callback_url, metadata, idempotency_key, priority)
-        request = self.build_request(item)
-        self._publisher.publish_each([request])  # already enqueued under this idempotency key: a no-op
-        return request.id
+        return self.submit_many([item], owner=owner)[0]
 
     def submit_many(
         self, items: Iterable[Submission | str | bytes], *, policy: str | None = None,
         non_violating: list[str] | None = None, callback_url: str | None = None,
-        metadata: dict[str, Any] | None = None, priority: int | None = None,
+        metadata: dict[str, Any] | None = None, priority: int | None = None, owner: str | None = None,
     ) -> list[str]:
         """Enqueue many images at once (pipelined); ids in the order of `items`.
 
         Every item is validated before anything is published: one bad item raises ValueError (naming its
-        index) and enqueues nothing. Keyword arguments are defaults for bare images and unset fields.
+        index) and enqueues nothing; so does an idempotency key reused for a different request
+        (`IdempotencyConflict`, a ValueError). Keyword arguments are defaults for bare images and unset fields.
         """
         defaults = Submission(b"", policy, non_violating, callback_url, metadata, None, priority)
-        requests = []
-        for index, item in enumerate(items):
+        requests, records = [], []
+        for index, entry in enumerate(items):
+            item = _with_defaults(entry, defaults)
             try:
-                requests.append(self.build_request(_with_defaults(item, defaults)))
+                request = self.build_request(item, owner=owner)
             except ImageRefused as exc:
                 raise ImageRefused(exc.code, f"item {index}: {exc}") from None
             except ValueError as exc:
                 raise ValueError(f"item {index}: {exc}") from None
-        self._publisher.publish_each(requests)
+            requests.append(request)
+            records.append(submission_record(request, keyed=item.idempotency_key is not None))
+        try:
+            self._publisher.publish_each(requests, records)  # already enqueued under its key: a no-op
+        except IdempotencyConflict as exc:
+            where = f"item {exc.index}: " if len(requests) > 1 else ""
+            raise IdempotencyConflict(f"{where}{exc.message}", index=exc.index) from None
         return [r.id for r in requests]
 
     def enqueue_batch(self, requests: list[ModerationRequest]) -> list[str]:
         """Enqueue prepared requests as ONE batch message (bulk audits); returns the ids newly enqueued."""
         return self._publisher.publish_batch(requests)
 
-    def build_request(self, item: Submission) -> ModerationRequest:
-        """The request `submit` would enqueue for `item`; ValueError for a bad image, category or priority."""
+    def build_request(self, item: Submission, *, owner: str | None = None) -> ModerationRequest:
+        """The request `submit` would enqueue for `item`; ValueError for a bad image, category or priority.
+
+        A keyed item's id needs the deployment's id secret: the first such call reads it from Redis."""
         key = item.idempotency_key
+        moderation_id = keyed_moderation_id(self._id_secret.get(), owner, key) if key else random_moderation_id()
         try:
+            image = self._image_ref(item.image)
             return ModerationRequest(
-                id=moderation_id_for_key(key) if key else uuid.uuid4().hex,
-                image=self._image_ref(item.image),
+                id=moderation_id, owner=owner,
+                image=image,
                 policy=item.policy or DEFAULT_POLICY,
                 non_violating=normalise_codes(item.non_violating or []),
                 callback_url=item.callback_url,
@@ -142,6 +152,17 @@ class ModerationClient:
 
     def is_submitted(self, moderation_id: str) -> bool:
         return bool(self._publisher.submitted([moderation_id]))
+
+    def pending_owner(self, moderation_id: str) -> tuple[bool, str | None]:
+        """(enqueued?, its owner) for an id without a verdict, from its marker and submission record."""
+        record = self._publisher.record(moderation_id)
+        if record is not None:
+            return True, record_owner(record)
+        return self.is_submitted(moderation_id), None
+
+    def id_secret(self) -> bytes:
+        """The deployment's id secret (for audit ids); never log it."""
+        return self._id_secret.get()
 
     def submitted(self, ids: Iterable[str]) -> set[str]:
         """The ids among `ids` that were enqueued (their marker exists), in one round trip."""

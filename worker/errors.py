@@ -113,3 +113,12 @@ class DecodeMemoryBusy(TransientError):
     the image fits, just not now, so retry; if it never fits, the moderation fails `image_decompression_bomb`."""
 
     code = ErrorCode.IMAGE_DECOMPRESSION_BOMB
+class IdempotencyConflict(LlavaguardError, ValueError):
+    """Issue 8 item 5: an idempotency key reused for a different request (another image or other options).
+
+    Raised by the SDK before anything is published; the HTTP API answers it with 409 `idempotency_conflict`."""
+
+    def __init__(self, message: str, *, index: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index

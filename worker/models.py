@@ -73,6 +73,8 @@ class ModerationRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: int | None = Field(default=None, ge=0, le=9)
     created_at: datetime = Field(default_factory=utcnow)
+    owner: str | None = Field(default=None, max_length=64)
+    """The key id (`key_…`, never the key) of the API key that submitted it; None for SDK submissions."""
 
     @field_validator("non_violating")
     @classmethod
@@ -114,6 +116,8 @@ class Verdict(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     completed_at: datetime
+    owner: str | None = None
+    """Copied from the request: only this API key (or an admin key) reads the verdict through the API."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Verdict:

@@ -61,7 +61,7 @@ class Moderator:
         return Verdict(
             id=request.id, status="completed", rating=found.rating, category=found.category,
             rationale=found.rationale, policy=policy, model=judgement.model, image=image,
-            metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(),
+            metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:
@@ -93,5 +93,5 @@ def failed_verdict(
     return Verdict(
         id=request.id, status="failed", policy=policy, image=image,
         error=ErrorInfo(code=str(code), message=message), metadata=request.metadata,
-        created_at=request.created_at, completed_at=utcnow(),
+        created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
     )

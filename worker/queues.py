@@ -23,6 +23,11 @@ SUBMITTED_TTL_S = 7 * 24 * 3600
 DELIVERIES_KEY = KEY_PREFIX + "deliveries:"
 """`llavaguard:deliveries:<task id>:<retry number>` counts redeliveries of one message (worker/redelivery)."""
 DELIVERIES_TTL_S = 24 * 3600
+# Issue 8 item 5: idempotency scoped per owner, unguessable ids.
+SUBMISSION_KEY = KEY_PREFIX + "submission:"
+"""`llavaguard:submission:<id>`, beside the marker and with its TTL: owner and request fingerprint (JSON)."""
+ID_SECRET_KEY = KEY_PREFIX + "id-secret"
+"""The random secret keyed moderation ids are an HMAC with; created once (`SET NX`), shared by all producers."""
 
 PRIORITY_STEPS = [0, 3, 6, 9]
 

@@ -22,7 +22,7 @@ from worker.queues import DELIVERIES_TTL_S
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys"})
+SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys", "api_admin_keys", "callback_secret"})
 """Never echoed in an error message."""
 
 
@@ -223,6 +223,27 @@ class Settings(BaseSettings):
         if any(delay <= 0 for delay in value) or len(value) > 30:
             raise ValueError("expected at most 30 positive delays in seconds")
         return value
+
+    # Issue 8 items 5 and 10: admin API keys; per-owner callback secrets derived from a master.
+    api_admin_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Keys (comma-separated) accepted like API_KEYS that also read every verdict, whoever submitted it."""
+    callback_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """`whsec_` masters (comma-separated, for rotation) each owner's callback secret is derived from; none:
+    derived from WEBHOOK_SECRET under a distinct label."""
+
+    @field_validator("api_admin_keys", mode="before")
+    @classmethod
+    def _parse_admin_keys(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("callback_secret", mode="before")
+    @classmethod
+    def _callback_secrets(cls, value: object) -> object:
+        secrets = _split_commas(value)
+        if isinstance(secrets, list):
+            for position, secret in enumerate(secrets, start=1):
+                parse_secret(secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret), position)
+        return secrets
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -16,13 +16,14 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producers.api import health, problems, routes
+from producers.api import callbacks, health, problems, routes
 from producers.api.auth import api_key_check
 from producers.api.limits import BodyCaps, BodyLimits
 from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
 from producers.api.validation import Rules
 from producers.async_client import AsyncModerationClient
 from worker.errors import SettingsError, StoreUnavailable
+from worker.notify.callback_secrets import CallbackSecrets
 from worker.policy import PolicyRegistry
 from worker.settings import Settings, load_settings
 
@@ -34,7 +35,7 @@ Authenticate with `Authorization: Bearer <key>` (a key from `LLAVAGUARD_API_KEYS
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    if not settings.api_keys:
+    if not settings.api_keys and not settings.api_admin_keys:
         raise SettingsError("LLAVAGUARD_API_KEYS: set at least one key; the HTTP API never runs without one")
     policies = PolicyRegistry(settings.policy_dir)
 
@@ -63,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     moderation = routes.router(policies.names(), allow_http=settings.allow_http,
                                max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes,
                                s3_buckets=settings.s3_allowed_buckets)
-    app.include_router(moderation, dependencies=[Depends(api_key_check(settings.api_keys))], tags=["moderations"])
+    keys = [Depends(api_key_check(settings.api_keys, settings.api_admin_keys))]
+    app.include_router(moderation, dependencies=keys, tags=["moderations"])
+    app.include_router(callbacks.router(CallbackSecrets.from_settings(settings)), dependencies=keys, tags=["callbacks"])
     app.include_router(health.router())
     return app
 

@@ -1,7 +1,8 @@
 """The endpoints: a thin HTTP layer over the SDK (`AsyncModerationClient`); no moderation logic lives here.
 
 A moderation id is `pending` while its enqueued marker exists and no verdict is stored, then the verdict
-(`completed` or `failed`); an id with neither is unknown (404).
+(`completed` or `failed`); an id with neither is unknown (404). What a key submits is owned by its key id:
+only that key (or an admin key) reads it; to any other key it is unknown too (404, never 403).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from producers.api.auth import caller_of
 from producers.api.limits import MAX_JSON_DEPTH
 from producers.api.problems import ApiProblem, invalid_request, problem_responses
 from producers.api.schemas import (
@@ -31,6 +33,7 @@ from producers.api.schemas import (
 from producers.api.validation import Rules, shallow_json, unicode_only
 from producers.async_client import AsyncModerationClient
 from producers.client import Submission
+from worker.errors import IdempotencyConflict
 from worker.models import Verdict
 
 PREFIX = "/v1/moderations"
@@ -85,19 +88,25 @@ async def read_one(request: Request, moderation_id: str) -> Verdict | Pending:
     """GET /v1/moderations/{id}: the verdict, `pending`, or 404."""
     if not _ID.match(moderation_id):
         raise ApiProblem(404, "not_found", "no moderation has this id")
-    client = client_of(request)
+    client, caller = client_of(request), caller_of(request)
     verdict = await client.get(moderation_id)
-    if verdict is not None:
+    if verdict is not None and caller.may_read(verdict.owner):
         return verdict
-    if await client.is_submitted(moderation_id):
-        return Pending(id=moderation_id, status="pending")
+    if verdict is None:
+        pending, owner = await client.pending_owner(moderation_id)
+        if pending and caller.may_read(owner):
+            return Pending(id=moderation_id, status="pending")
     raise ApiProblem(404, "not_found", f"no moderation {moderation_id} is known (never submitted, or expired)")
 
 
 async def _submit(request: Request, submissions: list[Submission]) -> list[Accepted]:
     client = client_of(request)
     try:
-        ids = await client.submit_many(submissions)
+        ids = await client.submit_many(submissions, owner=caller_of(request).key_id)
+    except IdempotencyConflict as exc:
+        where = f"items[{exc.index}]: " if len(submissions) > 1 else ""
+        detail = f"{where}the idempotency key was already used for a different image or other options; use a new key"
+        raise ApiProblem(409, "idempotency_conflict", detail) from None
     except ValueError as exc:
         raise ApiProblem(422, "request_invalid", str(exc)) from None
     replays = [i for i, s in zip(ids, submissions, strict=True) if s.idempotency_key]
@@ -162,7 +171,7 @@ def router(
     one = {"application/json": {"schema": item},
            "multipart/form-data": {"schema": upload_schema(policy_names, max_image_bytes), "encoding": UPLOAD_ENCODING}}
     batch = {"application/json": {"schema": batch_schema(item, max_batch_items)}}
-    created = problem_responses(400, 401, 413, 415, 422, 503)
+    created = problem_responses(400, 401, 409, 413, 415, 422, 503)
     api = APIRouter()
     api.add_api_route(PREFIX, create_one, methods=["POST"], status_code=202, response_model=Accepted,
                       summary="Enqueue one image (JSON with image_url, or a multipart upload)",

@@ -1,7 +1,8 @@
 """Plan an audit: find the images that still need a verdict and enqueue exactly those, many per message.
 
 Resumability rests on one rule: an image's moderation id is derived from (policy name, sorted non-violating
-codes, image reference), so every run of the same audit maps an image to the same id. For each chunk of the
+codes, image reference) with the deployment's id secret (`producers.ids`: unguessable, stable while Redis
+keeps the secret), so every run of the same audit maps an image to the same id. For each chunk of the
 source, ids with a stored verdict are skipped (`store.get_many`), ids whose enqueued marker exists are left
 to the message already queued (an interrupted run's work is not published twice), and only the rest is
 published, as one `moderate_batch` message on the `bulk` queue. Ctrl-C is held back while a message is
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,15 +24,11 @@ from producers.bulk.placement import Placement
 from producers.bulk.sources import AuditItem, Entry, Rejected
 from producers.bulk.summary import AuditSummary
 from producers.client import ModerationClient
+from producers.ids import audit_moderation_id
 from producers.references import check_image_url
 from worker.models import ImageRef, ModerationRequest, Verdict
 
-_AUDIT_NAMESPACE = uuid.UUID("5d0f3a52-8c1b-4f0e-b6a7-3e9d2c71a4b8")
-
-
-def audit_moderation_id(policy: str, non_violating: list[str], reference: str) -> str:
-    """The moderation id of one image in an audit: the same inputs give the same id on every run."""
-    return uuid.uuid5(_AUDIT_NAMESPACE, "\n".join([policy, ",".join(sorted(non_violating)), reference])).hex
+__all__ = ["Planned", "Planner", "audit_moderation_id", "deferred_interrupts"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,8 @@ class Planner:
                 if counting:
                     self._reject(Rejected(entry.image, str(exc)))
                 continue
-            moderation_id = audit_moderation_id(self.summary.policy, self.summary.non_violating, reference)
+            moderation_id = audit_moderation_id(self.client.id_secret(), self.summary.policy,
+                                                self.summary.non_violating, reference)
             if moderation_id in self._seen:
                 if counting:
                     self.on_dropped()

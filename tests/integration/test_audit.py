@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from producers.bulk import audit_moderation_id
+from producers.ids import IdSecret
 from tests.audit_support import CODES, audit_json, cli, cli_in_terminal, write_dataset
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
@@ -152,7 +153,8 @@ def test_lost_markers_and_a_lost_queue_are_enqueued_again(
     dataset = shared / "d"
     files = write_dataset(dataset, 20)
     broker = redis.Redis.from_url(env["LLAVAGUARD_REDIS_URL"])
-    orphaned = [audit_moderation_id(DEFAULT_POLICY, [], file_uri(dataset / r)) for r in sorted(files)[:5]]
+    secret = IdSecret(broker).get()  # the deployment's id secret, created here first as any producer would
+    orphaned = [audit_moderation_id(secret, DEFAULT_POLICY, [], file_uri(dataset / r)) for r in sorted(files)[:5]]
     for moderation_id in orphaned:
         broker.set(SUBMITTED_KEY + moderation_id, "bulk")
     with running_workers(env, tmp_path / "logs", count=1, concurrency=4):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from producers import ModerationClient, Submission
+from producers import IdempotencyConflict, ModerationClient, Submission
 from producers.async_client import AsyncModerationClient
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
@@ -59,7 +59,9 @@ def test_the_async_client_has_the_same_methods(
     async def scenario() -> list[str | None]:
         async with AsyncModerationClient(settings=load_settings(**settings)) as client:
             one = await client.submit(url, metadata={"k": 1}, idempotency_key="k1")
-            again = await client.submit(url, idempotency_key="k1")
+            again = await client.submit(url, metadata={"k": 1}, idempotency_key="k1")
+            with pytest.raises(IdempotencyConflict):
+                await client.submit(url, idempotency_key="k1")  # the same key without the metadata
             many = await client.submit_many([make_image("NA"), Submission(url, non_violating=["O7"])])
             assert one == again and await client.is_submitted(one) and await client.get(one) is None
             assert await client.submitted([one, "unknown"]) == {one}

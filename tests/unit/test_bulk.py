@@ -63,12 +63,14 @@ def test_open_source_names_what_is_wrong(tmp_path: Path) -> None:
 
 
 def test_audit_ids_are_stable_and_distinguish_policy_declarations_and_images() -> None:
-    base = audit_moderation_id("llavaguard-v1.2", ["O2", "O6"], "file:///d/1.png")
-    assert base == audit_moderation_id("llavaguard-v1.2", ["O6", "O2"], "file:///d/1.png")
-    others = {audit_moderation_id("strict", ["O2", "O6"], "file:///d/1.png"),
-              audit_moderation_id("llavaguard-v1.2", ["O2"], "file:///d/1.png"),
-              audit_moderation_id("llavaguard-v1.2", ["O2", "O6"], "file:///d/2.png")}
-    assert base not in others and len(others) == 3 and len(base) == 32
+    secret = b"s" * 32
+    base = audit_moderation_id(secret, "llavaguard-v1.2", ["O2", "O6"], "file:///d/1.png")
+    assert base == audit_moderation_id(secret, "llavaguard-v1.2", ["O6", "O2"], "file:///d/1.png")
+    others = {audit_moderation_id(secret, "strict", ["O2", "O6"], "file:///d/1.png"),
+              audit_moderation_id(secret, "llavaguard-v1.2", ["O2"], "file:///d/1.png"),
+              audit_moderation_id(secret, "llavaguard-v1.2", ["O2", "O6"], "file:///d/2.png"),
+              audit_moderation_id(b"t" * 32, "llavaguard-v1.2", ["O2", "O6"], "file:///d/1.png")}
+    assert base not in others and len(others) == 4 and len(base) == 32
 
 
 def test_placement_references(tmp_path: Path) -> None:

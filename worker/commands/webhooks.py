@@ -1,4 +1,4 @@
-"""`llavaguard webhooks list|replay|enable|wait|secret`: look into the webhook outbox and act on it (JSON lines)."""
+"""`llavaguard webhooks list|replay|enable|wait|secret|callback-secret`: the webhook outbox, and secrets."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def register(sub: Any) -> None:
 
     secret = verbs.add_parser("secret", help="print a new random secret for LLAVAGUARD_WEBHOOK_SECRET")
     secret.set_defaults(handler=run_secret)
+
+    callback = verbs.add_parser("callback-secret", help="the secret(s) verifying an owner's callback_url deliveries")
+    callback.add_argument("--key-id", help="an owner's key id (key_...), or 'sdk' for SDK submissions; "
+                                           "default: every configured API key and the SDK")
+    callback.set_defaults(handler=run_callback_secret)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -93,6 +98,24 @@ def run_secret(args: argparse.Namespace) -> int:
     from worker.notify.signing import new_secret
 
     print(new_secret())
+    return 0
+
+
+def run_callback_secret(args: argparse.Namespace) -> int:
+    from worker.notify.callback_secrets import CallbackSecrets
+    from worker.owners import SDK_OWNER, key_id
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    secrets = CallbackSecrets.from_settings(settings)
+    if not secrets.configured:
+        _print({"error": "set LLAVAGUARD_CALLBACK_SECRET (or LLAVAGUARD_WEBHOOK_SECRET): callbacks are not signed"})
+        return 1
+    owners = [args.key_id] if args.key_id else [
+        *dict.fromkeys(key_id(k) for k in [*settings.api_keys, *settings.api_admin_keys]), SDK_OWNER]
+    for owner in owners:
+        mine = secrets.secrets_for(None if owner == SDK_OWNER else owner)
+        _print({"key_id": owner, "secret": mine[0], "secrets": mine})
     return 0
 
 

@@ -57,7 +57,8 @@ class Courier:
     def _send(self, delivery: Delivery) -> AttemptResult:
         if self.outbox.is_disabled(delivery.url):
             return AttemptResult(Outcome.REFUSED, None, 0.0, "endpoint disabled (it answered 410 Gone)")
-        return self.sender.send(delivery.id, delivery.url, delivery.body.encode(), trusted=delivery.trusted)
+        return self.sender.send(delivery.id, delivery.url, delivery.body.encode(), trusted=delivery.trusted,
+                                owner=delivery.owner)
 
     def _record(self, delivery: Delivery, result: AttemptResult, started: float) -> None:
         state, next_at = self._next(delivery, result)

@@ -27,10 +27,12 @@ EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS)
 
 @dataclass(frozen=True)
 class Target:
-    """One receiver of events. `trusted` targets come from settings; request callbacks pass the SSRF guard."""
+    """One receiver of events. `trusted` targets come from settings (signed with WEBHOOK_SECRET); request
+    callbacks pass the SSRF guard and are signed with their `owner`'s callback secret."""
 
     url: str
     trusted: bool
+    owner: str | None = None
 
 
 def events_for(verdict: Verdict, enabled: Collection[str]) -> list[str]:
@@ -43,11 +45,11 @@ def events_for(verdict: Verdict, enabled: Collection[str]) -> list[str]:
     return events
 
 
-def targets_for(endpoints: Sequence[str], callback_url: str | None) -> list[Target]:
+def targets_for(endpoints: Sequence[str], callback_url: str | None, owner: str | None = None) -> list[Target]:
     """The configured endpoints, then the request's callback (once, even if it repeats an endpoint)."""
     targets = [Target(url, trusted=True) for url in dict.fromkeys(endpoints)]
     if callback_url and callback_url not in endpoints:
-        targets.append(Target(callback_url, trusted=False))
+        targets.append(Target(callback_url, trusted=False, owner=owner))
     return targets
 
 

@@ -34,7 +34,7 @@ class WebhookHook:
         self.clock = clock
 
     def __call__(self, request: ModerationRequest, verdict: Verdict, first: bool) -> None:
-        targets = targets_for(self.endpoints, request.callback_url)
+        targets = targets_for(self.endpoints, request.callback_url, request.owner)
         events = events_for(verdict, self.events) if targets else []
         for event_type in events:
             body = event_body(event_type, verdict)

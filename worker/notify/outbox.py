@@ -62,6 +62,8 @@ class Delivery:
     last_status: int | None = None
     last_error: str | None = None
     last_attempt_at: float | None = None
+    owner: str | None = None
+    """Whose callback secret signs a callback (None: the SDK's); operator endpoints (`trusted`) use WEBHOOK_SECRET."""
 
     @property
     def round_attempt(self) -> int:
@@ -81,6 +83,7 @@ class Delivery:
             round_start=int(fields.get("round_start") or 0), created_at=float(fields["created_at"]),
             next_attempt_at=number("next_attempt_at"), last_status=int(status) if status else None,
             last_error=fields.get("last_error") or None, last_attempt_at=number("last_attempt_at"),
+            owner=fields.get("owner") or None,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -124,7 +127,7 @@ class Outbox:
         fields = {
             "id": delivery_id, "event_type": event_type, "url": target.url, "trusted": "1" if target.trusted else "0",
             "moderation_id": moderation_id, "body": body, "state": "pending", "attempt_count": "0",
-            "round_start": "0", "created_at": repr(now), "next_attempt_at": repr(now),
+            "round_start": "0", "created_at": repr(now), "next_attempt_at": repr(now), "owner": target.owner or "",
         }
         flat = [item for pair in fields.items() for item in pair]
         try:

@@ -5,6 +5,9 @@ as image fetches, checked at send time against the address actually connected to
 LLAVAGUARD_WEBHOOK_URL are the operator's own configuration (often an internal service), so they are sent
 through a `PinnedHttp` whose guard allows every network and plain http. A refused target is dead-lettered
 at once: it would be refused on every later attempt too.
+
+Operator endpoints are signed with LLAVAGUARD_WEBHOOK_SECRET; a callback only ever with its owner's
+callback secret (`callback_secrets`), so no callback receiver can forge an operator event.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake import AddressGuard, PinnedHttp
+from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.schedule import Outcome, classify_status, parse_retry_after
 from worker.notify.signing import Signer
 from worker.settings import Settings
@@ -39,10 +43,15 @@ class AttemptResult:
 class WebhookSender:
     """Thread-safe: one per worker process, shared by the sending threads."""
 
-    def __init__(self, guarded: PinnedHttp, trusted: PinnedHttp, signer: Signer | None, *, timeout_s: float):
+    def __init__(
+        self, guarded: PinnedHttp, trusted: PinnedHttp, signer: Signer | None, *, timeout_s: float,
+        callbacks: CallbackSecrets | None = None,
+    ):
         self.guarded = guarded
         self.trusted = trusted
         self.signer = signer
+        """The operator's (WEBHOOK_SECRET): endpoints in WEBHOOK_URL only."""
+        self.callbacks = callbacks or CallbackSecrets((), b"")
         self.timeout_s = timeout_s
 
     @classmethod
@@ -56,18 +65,19 @@ class WebhookSender:
             guarded=http(AddressGuard(settings.allowed_networks), settings.allow_http),
             trusted=http(AddressGuard(EVERY_NETWORK), True),
             signer=Signer.from_secrets(secrets) if secrets else None,
-            timeout_s=settings.webhook_timeout_s,
+            timeout_s=settings.webhook_timeout_s, callbacks=CallbackSecrets.from_settings(settings),
         )
 
     def close(self) -> None:
         self.guarded.close()
         self.trusted.close()
 
-    def send(self, msg_id: str, url: str, body: bytes, *, trusted: bool) -> AttemptResult:
-        if self.signer is None:
-            return AttemptResult(Outcome.REFUSED, None, 0.0, "LLAVAGUARD_WEBHOOK_SECRET is not set: not sending "
-                                                            "an unsigned webhook")
-        headers = {**CONTENT_TYPE, **self.signer.headers(msg_id, body)}
+    def send(self, msg_id: str, url: str, body: bytes, *, trusted: bool, owner: str | None = None) -> AttemptResult:
+        signer = self.signer if trusted else self.callbacks.signer_for(owner)
+        if signer is None:
+            return AttemptResult(Outcome.REFUSED, None, 0.0, "neither LLAVAGUARD_CALLBACK_SECRET nor "
+                                 "LLAVAGUARD_WEBHOOK_SECRET is set: not sending an unsigned webhook")
+        headers = {**CONTENT_TYPE, **signer.headers(msg_id, body)}
         http = self.trusted if trusted else self.guarded
         started = time.monotonic()
         try:

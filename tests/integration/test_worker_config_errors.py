@@ -50,12 +50,9 @@ def test_debug_logs_of_an_s3_fetch_hold_no_access_key(
     s3.put_object(Bucket=bucket, Key="cat.png", Body=make_image("O1"))
     settings = {
         "redis_url": fresh_redis, "sglang_url": standin.url, "store_url": f"sqlite:///{tmp_path}/v.db",
-        "s3_endpoint_url": s3_endpoint, "log_level": "DEBUG",
+        "s3_endpoint_url": s3_endpoint, "log_level": "DEBUG", "s3_allowed_buckets": bucket,
     }
-    env = {
-        **worker_env(**settings), "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-        "LLAVAGUARD_S3_ALLOWED_BUCKETS": bucket,  # for an allowlist of image buckets (issue 8, item 6)
-    }
+    env = {**worker_env(**settings), "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID}
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from worker.broker.transport import TRANSPORT
 from worker.queues import PRIORITY_STEPS, REALTIME_QUEUE
 from worker.settings import Settings
 
@@ -25,9 +26,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # recovery takes about one visibility timeout.
         "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
         "unacked_restore_throttle": 1,
+        # Poison messages (issue 8, item 1): worker/broker refuses them before kombu decodes anything.
+        "max_message_bytes": settings.max_message_bytes,
+        "deadletter_max_entries": settings.deadletter_max_entries,
     }
     return {
         "broker_url": settings.redis_url,
+        "broker_transport": TRANSPORT,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "visibility_timeout": settings.visibility_timeout_s,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import redis
 from botocore.config import Config
 
+from worker.broker.deadletter import DeadLetterList
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
 from worker.intake import Intake
@@ -47,3 +49,8 @@ def build_moderator(settings: Settings) -> Moderator:
         store=store,
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
     )
+
+
+def dead_letter_list(settings: Settings) -> DeadLetterList:
+    """The dead-letter list (issue 8, item 1) for batch items and the `llavaguard deadletter` command."""
+    return DeadLetterList(redis.Redis.from_url(settings.redis_url), settings.deadletter_max_entries)

@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     MODEL_OUTPUT_INVALID = "model_output_invalid"
     FILE_NOT_ALLOWED = "file_not_allowed"
     FILE_NOT_FOUND = "file_not_found"
+    INTERNAL_ERROR = "internal_error"
+    """An unexpected error in one item (issue 8): the item fails, its siblings do not."""
 
 
 class LlavaguardError(Exception):

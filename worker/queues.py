@@ -21,6 +21,12 @@ SUBMITTED_KEY = KEY_PREFIX + "submitted:"
 """`llavaguard:submitted:<id>` marks a moderation as enqueued (idempotency and `pending` status)."""
 SUBMITTED_TTL_S = 7 * 24 * 3600
 
+# Poison messages (issue 8, item 1): refused by worker/broker before Celery decodes them.
+DEADLETTER_KEY = KEY_PREFIX + "deadletter"
+"""`llavaguard:deadletter`: JSON entries, newest first (worker/broker/deadletter.py)."""
+KNOWN_TASKS = frozenset({MODERATE_TASK, MODERATE_BATCH_TASK, DELIVER_WEBHOOK_TASK})
+"""Task names a worker runs; a message naming any other is dead-lettered. Add every new task here."""
+
 PRIORITY_STEPS = [0, 3, 6, 9]
 
 

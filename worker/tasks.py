@@ -15,6 +15,7 @@ import structlog
 from celery import Task
 
 from worker.batch import BatchRunner, Unfinished, retry_after_s
+from worker.broker.verdicts import DeadLetters
 from worker.celery_app import create_app
 from worker.composition import build_moderator
 from worker.errors import TransientError
@@ -54,10 +55,15 @@ def moderate(self: Task, payload: dict[str, Any]) -> None:
 
 def _moderate(task: Task, payload: dict[str, Any]) -> None:
     try:
-        batch_runner().moderate_one(payload, attempt=task.request.retries)
+        batch_runner().moderate_isolated(payload, attempt=task.request.retries)
     except TransientError as exc:
         _retry(task, exc)
 
+
+# Poison messages (issue 8, items 1 and 8): dead letters, and request_invalid verdicts for the ids they carry.
+dead_letters = DeadLetters(settings, moderator)
+dead_letter_item = dead_letters.item
+dead_letters.listen()
 
 _batch_runner: BatchRunner | None = None
 
@@ -68,7 +74,7 @@ def batch_runner() -> BatchRunner:
     with _moderator_lock:
         if _batch_runner is None:
             pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
-            _batch_runner = BatchRunner(moderator, pool, settings.max_retries)
+            _batch_runner = BatchRunner(moderator, pool, settings.max_retries, dead_letter=dead_letter_item)
         return _batch_runner
 
 

@@ -19,7 +19,6 @@ from kombu.transport.virtual import Empty
 
 from worker.broker.deadletter import DeadLetterList, new_entry
 from worker.broker.guard import Rejection, inspect
-from worker.observability import metrics
 from worker.queues import KNOWN_TASKS
 
 __all__ = ["TRANSPORT", "GuardedTransport", "new_entry", "on_dead_letter"]
@@ -101,6 +100,8 @@ class GuardedChannel(kombu_redis.Channel):
             log.error("broker.dead_letter_unstored", reason=rejection.reason, error=type(exc).__name__)
         log.warning("broker.dead_letter", dead_letter_id=entry["id"], reason=rejection.reason,
                     detail=rejection.detail, queue=key, size=len(raw))
+        from worker.observability import metrics  # late: producers import this module before metrics are set up
+
         metrics.dead_lettered(rejection.reason)
         for listener in list(_listeners):
             try:

@@ -37,8 +37,11 @@ class Refused(Exception):
         self.detail = detail
 
 
-def inspect(raw: bytes, *, max_bytes: int, known_tasks: frozenset[str]) -> dict[str, Any] | Rejection:
-    """The decoded envelope, ready for kombu, or why it is refused."""
+def inspect(
+    raw: bytes, *, max_bytes: int, known_tasks: frozenset[str], tasks: bool = True
+) -> dict[str, Any] | Rejection:
+    """The decoded envelope, ready for kombu, or why it is refused. `tasks=False` is for queues that carry
+    kombu messages but not Celery tasks (control-command replies): everything but the task checks applies."""
     if len(raw) > max_bytes:
         return Rejection("too_large", f"{len(raw)} bytes, over the limit of {max_bytes}")
     try:
@@ -47,6 +50,9 @@ def inspect(raw: bytes, *, max_bytes: int, known_tasks: frozenset[str]) -> dict[
         return Rejection(exc.reason, exc.detail)
     try:
         _check_encoding(envelope)
+        if not tasks:
+            return envelope
+        _check_task_headers(envelope)
         body = decode_body(envelope)
     except Refused as exc:
         return Rejection(exc.reason, exc.detail, _readable_body(envelope, exc.reason))
@@ -66,11 +72,15 @@ def _envelope(raw: bytes) -> dict[str, Any]:
     headers, properties = envelope.get("headers"), envelope.get("properties")
     if not isinstance(headers, dict) or not isinstance(properties, dict):
         raise Refused("body_invalid", "headers or properties missing")
-    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
-        raise Refused("body_invalid", "headers lack a task name or an id (not Celery protocol 2)")
     if not isinstance(properties.get("delivery_tag"), str) or not isinstance(properties.get("delivery_info"), dict):
         raise Refused("body_invalid", "properties lack a delivery tag or delivery info")
     return envelope
+
+
+def _check_task_headers(envelope: dict[str, Any]) -> None:
+    headers = envelope["headers"]
+    if not isinstance(headers.get("task"), str) or not isinstance(headers.get("id"), str):
+        raise Refused("body_invalid", "headers lack a task name or an id (not Celery protocol 2)")
 
 
 def _check_encoding(envelope: dict[str, Any]) -> None:

@@ -29,6 +29,8 @@ DeadLetterListener = Callable[[Rejection, dict[str, Any]], None]
 """Called with each refusal and its dead-letter entry (in the consumer, after the entry is stored)."""
 _listeners: list[DeadLetterListener] = []
 
+CONTROL_REPLY_SUFFIX = ".reply.celery.pidbox"
+"""Celery's control-command reply queues: kombu messages, not tasks."""
 DEFAULT_MAX_MESSAGE_BYTES = 48 * 1024 * 1024
 DEFAULT_DEADLETTER_MAX_ENTRIES = 1000
 
@@ -60,7 +62,7 @@ class GuardedChannel(kombu_redis.Channel):
             key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
             dest = key.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            message = self._admit(item, key)
+            message = self._admit(item, key, dest)
             if message is not None:
                 self.connection._deliver(message, dest)
             return True
@@ -75,16 +77,18 @@ class GuardedChannel(kombu_redis.Channel):
                 item = client.rpop(key)
                 if item:
                     self._maybe_update_queues_expire(client, queue)  # type: ignore[no-untyped-call]
-                    message = self._admit(item, key)
+                    message = self._admit(item, key, queue)
                     if message is not None:
                         return message
             self._maybe_update_queues_expire(client, queue)  # type: ignore[no-untyped-call]
             raise Empty()
 
-    def _admit(self, item: bytes | str, key: str) -> dict[str, Any] | None:
-        """The message when it may reach kombu; otherwise dead-letter it and return None."""
+    def _admit(self, item: bytes | str, key: str, queue: str) -> dict[str, Any] | None:
+        """The message when it may reach kombu; otherwise dead-letter it and return None. Queues other than
+        ours (Celery's control replies, `*.reply.celery.pidbox`) carry no tasks: the task checks skip them."""
         raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
-        verdict = inspect(raw, max_bytes=int(self.max_message_bytes), known_tasks=KNOWN_TASKS)
+        verdict = inspect(raw, max_bytes=int(self.max_message_bytes), known_tasks=KNOWN_TASKS,
+                          tasks=not queue.endswith(CONTROL_REPLY_SUFFIX))
         if isinstance(verdict, Rejection):
             self._dead_letter(verdict, raw, key)
             return None

@@ -21,7 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from worker.errors import ErrorCode, FetchHostBusy, StoreUnavailable, TransientError
-from worker.models import ImageRef, ModerationRequest
+from worker.models import ImageRef, ModerationRequest, scrub_text
 from worker.pipeline import Moderator
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,9 @@ class BatchRunner:
     max_retries: int
     max_deferrals: int = 0
     """Deferrals for a busy image host (FetchHostBusy) an item may take, counted apart from `max_retries`."""
+    dead_letter: Callable[[Any, str], None] = lambda payload, detail: None
+    """Keeps an item that cannot be stored under an id of its own (worker/broker/deadletter.py), so that
+    nothing is dropped silently."""
 
     def run(
         self, payloads: list[Any], *, attempt: int, task_id: str | None = None, deferrals: int = 0
@@ -62,9 +65,24 @@ class BatchRunner:
         moderation_id = str(payload.get("id", "")) if isinstance(payload, dict) else ""
         structlog.contextvars.bind_contextvars(moderation_id=moderation_id, task_id=task_id)
         try:
-            self.moderate_one(payload, attempt, deferrals)
+            self.moderate_isolated(payload, attempt, deferrals)
         finally:
             structlog.contextvars.clear_contextvars()
+
+    def moderate_isolated(self, payload: Any, attempt: int, deferrals: int = 0) -> None:
+        """`moderate_one`, where anything but a transient error ends this item only (failed or dead-lettered)."""
+        try:
+            self.moderate_one(payload, attempt, deferrals)
+        except TransientError:
+            raise
+        except Exception as exc:
+            log.exception("moderation.item_crashed")
+            try:
+                self.record_or_dead_letter(payload, ErrorCode.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+            except TransientError:
+                raise
+            except Exception:  # noqa: BLE001
+                self.dead_letter(payload, f"{ErrorCode.INTERNAL_ERROR}: unexpected {type(exc).__name__}")
 
     def moderate_one(self, payload: Any, attempt: int, deferrals: int = 0) -> None:
         """One request payload to a stored verdict; raises TransientError when it must be retried.
@@ -95,17 +113,33 @@ class BatchRunner:
         return attempt - deferrals < self.max_retries
 
     def _record_invalid(self, payload: Any, exc: ValidationError) -> None:
-        """Record `request_invalid` under the payload's id; a payload without one is logged and dropped."""
+        """Record `request_invalid` under the payload's id; a payload without a usable one is dead-lettered."""
         log.warning("moderation.invalid_request", error=str(exc).splitlines()[0])
-        moderation_id = payload.get("id") if isinstance(payload, dict) else None
-        if not isinstance(moderation_id, str) or not moderation_id:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        self.record_or_dead_letter(payload, ErrorCode.REQUEST_INVALID, message)
+
+    def record_or_dead_letter(self, payload: Any, code: ErrorCode, message: str) -> None:
+        """A failed verdict under the payload's id, or a dead letter when it has no id a store can keep."""
+        placeholder = placeholder_request(payload)
+        if placeholder is None:
+            self.dead_letter(payload, f"{code}: {message}"[:500])
             return
-        metadata = payload.get("metadata")
-        placeholder = ModerationRequest(
+        self.moderator().record_failure(placeholder, code, message[:2000])
+
+
+def placeholder_request(payload: Any) -> ModerationRequest | None:
+    """A request to file a failed verdict under the payload's id; None when the id is unusable (missing,
+    too long, not text): such a verdict could never be stored or found."""
+    moderation_id = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(moderation_id, str):
+        return None
+    metadata = scrub_text(payload.get("metadata"))
+    try:
+        return ModerationRequest(
             id=moderation_id, image=ImageRef(data=b""), metadata=metadata if isinstance(metadata, dict) else {}
         )
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        self.moderator().record_failure(placeholder, ErrorCode.REQUEST_INVALID, message)
+    except ValidationError:
+        return None
 
 
 def all_deferred(unfinished: list[Unfinished]) -> bool:

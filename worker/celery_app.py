@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Celery
 
+from worker.broker.transport import TRANSPORT
 from worker.queues import PRIORITY_STEPS, REALTIME_QUEUE
 from worker.settings import Settings
 
@@ -31,9 +32,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # 300 s, which would stall every recovery that long); concurrent scans are safe (each restore is a
         # WATCHed transaction), the mutex only saves work.
         "unacked_mutex_expire": max(5, settings.visibility_timeout_s // 4),
+        # Poison messages (issue 8, item 1): worker/broker refuses them before kombu decodes anything.
+        "max_message_bytes": settings.max_message_bytes,
+        "deadletter_max_entries": settings.deadletter_max_entries,
     }
     return {
         "broker_url": settings.redis_url,
+        "broker_transport": TRANSPORT,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "visibility_timeout": settings.visibility_timeout_s,

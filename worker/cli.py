@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from worker.commands import api, audit, export, health, run_worker, standin, submit, webhooks
+from worker.commands import api, audit, deadletter, export, health, run_worker, standin, submit, webhooks
 from worker.errors import SettingsError
 from worker.settings import load_settings
 
-COMMAND_MODULES = (run_worker, submit, standin, webhooks, api, health, audit, export)
+COMMAND_MODULES = (run_worker, submit, standin, webhooks, api, health, audit, export, deadletter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

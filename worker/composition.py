@@ -9,6 +9,7 @@ import boto3
 import redis
 from botocore.config import Config
 
+from worker.broker.deadletter import DeadLetterList
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
 from worker.intake import DecodeBudget, Intake
@@ -68,3 +69,8 @@ def build_delivery_guard(settings: Settings, moderator: Callable[[], Moderator])
     """Counts redeliveries in the broker's Redis; short timeouts, since counting fails open."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
     return DeliveryGuard(DeliveryCounter(client, DELIVERIES_TTL_S), moderator, settings.max_deliveries)
+
+
+def dead_letter_list(settings: Settings) -> DeadLetterList:
+    """The dead-letter list (issue 8, item 1) for batch items and the `llavaguard deadletter` command."""
+    return DeadLetterList(redis.Redis.from_url(settings.redis_url), settings.deadletter_max_entries)

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     WORKER_LOST = "worker_lost"
     FETCH_HOST_BUSY = "fetch_host_busy"  # issue 8 item 9: the image's host kept every fetch slot busy
+    INTERNAL_ERROR = "internal_error"
+    """An unexpected error in one item (issue 8): the item fails, its siblings do not."""
 
 
 class LlavaguardError(Exception):

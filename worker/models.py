@@ -28,6 +28,35 @@ def new_moderation_id() -> str:
     return uuid.uuid4().hex
 
 
+def has_lone_surrogate(value: object) -> bool:
+    """Whether any string in a JSON-like value (keys included, at any depth) is not encodable as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def scrub_text(value: object) -> object:
+    """A copy of a JSON-like value with lone surrogates replaced by "?", so that a store can keep it."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if has_lone_surrogate(value) else value
+    if isinstance(value, dict):
+        return {str(scrub_text(k)): scrub_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_text(v) for v in value]
+    return value
+
+
 class ImageRef(BaseModel):
     """Where the image is: an `https://` (or allowed `http://`) URL, an `s3://bucket/key` URI, or inline bytes."""
 
@@ -75,6 +104,14 @@ class ModerationRequest(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     owner: str | None = Field(default=None, max_length=64)
     """The key id (`key_…`, never the key) of the API key that submitted it; None for SDK submissions."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, value: object) -> object:
+        # A lone surrogate cannot be encoded as UTF-8: every store would refuse the verdict later (issue 8).
+        if has_lone_surrogate(value):
+            raise ValueError("a string holds a lone surrogate (not valid Unicode text)")
+        return value
 
     @field_validator("non_violating")
     @classmethod

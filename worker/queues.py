@@ -29,6 +29,12 @@ SUBMISSION_KEY = KEY_PREFIX + "submission:"
 ID_SECRET_KEY = KEY_PREFIX + "id-secret"
 """The random secret keyed moderation ids are an HMAC with; created once (`SET NX`), shared by all producers."""
 
+# Poison messages (issue 8, item 1): refused by worker/broker before Celery decodes them.
+DEADLETTER_KEY = KEY_PREFIX + "deadletter"
+"""`llavaguard:deadletter`: JSON entries, newest first (worker/broker/deadletter.py)."""
+KNOWN_TASKS = frozenset({MODERATE_TASK, MODERATE_BATCH_TASK, DELIVER_WEBHOOK_TASK})
+"""Task names a worker runs; a message naming any other is dead-lettered. Add every new task here."""
+
 PRIORITY_STEPS = [0, 3, 6, 9]
 
 

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(default=3, ge=1, le=100)
     """Deliveries of one message before it ends `worker_lost` (its workers kept dying on it)."""
 
+    # Poison messages (issue 8, item 1): refused before decoding, kept in `llavaguard:deadletter`.
+    max_message_bytes: int = Field(default=48 * 1024 * 1024, ge=1024)
+    """Larger queue messages are dead-lettered unread (fits a 20 MiB image inline, base64 twice, plus headroom)."""
+    deadletter_max_entries: int = Field(default=1000, ge=1)
+    """The dead-letter list is trimmed to this many entries (each keeps at most `max_message_bytes` raw)."""
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = True

@@ -16,6 +16,7 @@ from celery import Task
 from celery.exceptions import Reject
 
 from worker.batch import BatchRunner, Unfinished, all_deferred, retry_after_s
+from worker.broker.verdicts import DeadLetters
 from worker.celery_app import create_app
 from worker.composition import build_delivery_guard, build_moderator
 from worker.errors import FetchHostBusy, TransientError
@@ -58,12 +59,17 @@ def moderate(self: Task, payload: dict[str, Any], deferrals: int = 0) -> None:
 
 def _moderate(task: Task, payload: dict[str, Any], deferrals: int) -> None:
     try:
-        batch_runner().moderate_one(payload, attempt=task.request.retries, deferrals=deferrals)
+        batch_runner().moderate_isolated(payload, attempt=task.request.retries, deferrals=deferrals)
     except FetchHostBusy as exc:
         _defer(task, exc, deferrals)
     except TransientError as exc:
         _retry(task, exc, attempt=task.request.retries - deferrals)
 
+
+# Poison messages (issue 8, items 1 and 8): dead letters, and request_invalid verdicts for the ids they carry.
+dead_letters = DeadLetters(settings, moderator)
+dead_letter_item = dead_letters.item
+dead_letters.listen()
 
 _batch_runner: BatchRunner | None = None
 
@@ -74,7 +80,8 @@ def batch_runner() -> BatchRunner:
     with _moderator_lock:
         if _batch_runner is None:
             pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
-            _batch_runner = BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals)
+            _batch_runner = BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals,
+                                        dead_letter=dead_letter_item)
         return _batch_runner
 
 

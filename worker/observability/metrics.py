@@ -62,6 +62,12 @@ WEBHOOK_FAILURES = Counter(
     ["reason"], registry=REGISTRY,
 )
 
+# Poison messages (issue 8, item 1).
+DEAD_LETTERS = Counter(
+    "llavaguard_dead_letters", "Messages (or batch items) moved to the dead-letter list, by reason.",
+    ["reason"], registry=REGISTRY,
+)
+
 
 @contextmanager
 def stage(name: Stage) -> Iterator[None]:
@@ -112,3 +118,8 @@ def webhook_attempt(outcome: str) -> None:
 def webhook_failed(reason: str) -> None:
     """Count one webhook delivery given up on for good, e.g. `exhausted`, `gone`, `refused`."""
     WEBHOOK_FAILURES.labels(reason=reason).inc()
+
+
+def dead_lettered(reason: str) -> None:
+    """Count one message or batch item moved to `llavaguard:deadletter` (reason from a fixed set)."""
+    DEAD_LETTERS.labels(reason=reason).inc()

@@ -6,7 +6,9 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import uvicorn
 
 from producers.api import create_app
@@ -35,3 +37,15 @@ def running_api(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def poll(api: httpx.Client, moderation_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    """The moderation's body once it is no longer pending (or the last pending one after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = api.get(f"/v1/moderations/{moderation_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] != "pending" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)

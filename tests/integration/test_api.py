@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from tests.api_server import API_KEY, running_api
+from tests.api_server import API_KEY, poll, running_api
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
 from worker.errors import SettingsError
@@ -40,17 +39,6 @@ def settings(
 def api(settings: dict[str, str]) -> Iterator[httpx.Client]:
     with running_api(load_settings(**settings)) as url, httpx.Client(base_url=url, headers=AUTH) as client:
         yield client
-
-
-def poll(api: httpx.Client, moderation_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = api.get(f"/v1/moderations/{moderation_id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        if body["status"] != "pending" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def test_enqueue_by_url_upload_and_batch_then_read_verdicts(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests import services
-from tests.api_server import running_api
+from tests.api_server import poll, running_api
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from tests.webhook_receiver import WebhookReceiver, wait_until
 from worker.categories import category_for_code
@@ -71,17 +70,6 @@ def client(base_url: str, key: str) -> httpx.Client:
     opened = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     _opened.append(opened)
     return opened
-
-
-def poll(api: httpx.Client, moderation_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = api.get(f"/v1/moderations/{moderation_id}")
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        if body["status"] != "pending" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.1)
 
 
 def test_the_same_idempotency_key_from_two_api_keys_gives_two_private_moderations(

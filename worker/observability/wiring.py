@@ -34,6 +34,7 @@ from celery.worker import state as worker_state
 from prometheus_client.multiprocess import mark_process_dead
 from structlog.typing import EventDict
 
+from worker.consumer_timer import ConsumerTimerStep
 from worker.errors import TransientError
 from worker.logs import route_stdlib_logging
 from worker.observability import metrics
@@ -167,12 +168,9 @@ def heartbeat_step(
 ) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep whose timer ticks on the consumer's event loop (see `heartbeat`)."""
 
-    class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        requires = ("celery.worker.consumer.tasks:Tasks",)
-
+    class HeartbeatStep(ConsumerTimerStep):
         def __init__(self, c: Any, **kwargs: Any) -> None:
             super().__init__(c, **kwargs)
-            self.timer: Any = None
             self.heartbeat: Heartbeat | None = None
 
         def start(self, c: Any) -> None:
@@ -185,12 +183,7 @@ def heartbeat_step(
                 heartbeat.tick(concurrency=concurrency, reserved=len(worker_state.reserved_requests))
 
             tick()
-            self.timer = c.timer.call_repeatedly(interval_s, tick)
-
-        def stop(self, c: Any) -> None:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.repeat(c, interval_s, tick)
 
         def shutdown(self, c: Any) -> None:
             self.stop(c)

@@ -26,6 +26,8 @@ import redis
 import structlog
 from celery import bootsteps
 
+from worker.consumer_timer import ConsumerTimerStep
+
 log = structlog.get_logger(__name__)
 RENEWALS_PER_TIMEOUT = 3
 """Renew every third of the visibility timeout: two renewals may fail or run late before a lease lapses."""
@@ -81,22 +83,8 @@ def lease_step(visibility_timeout_s: float) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep renewing the held messages' leases from a timer on the consumer's event loop."""
     interval_s = renewal_interval_s(visibility_timeout_s)
 
-    class LeaseStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        requires = ("celery.worker.consumer.tasks:Tasks",)
-
-        def __init__(self, c: Any, **kwargs: Any) -> None:
-            super().__init__(c, **kwargs)
-            self.timer: Any = None
-
+    class LeaseStep(ConsumerTimerStep):
         def start(self, c: Any) -> None:
-            self.timer = c.timer.call_repeatedly(interval_s, renew_held, (c,))
-
-        def stop(self, c: Any) -> None:
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
-
-        def shutdown(self, c: Any) -> None:
-            self.stop(c)
+            self.repeat(c, interval_s, renew_held, c)
 
     return LeaseStep

@@ -67,10 +67,14 @@ def build_moderator(settings: Settings) -> Moderator:
 
 def build_delivery_guard(settings: Settings, moderator: Callable[[], Moderator]) -> DeliveryGuard:
     """Counts redeliveries in the broker's Redis; short timeouts, since counting fails open."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)
-    return DeliveryGuard(DeliveryCounter(client, DELIVERIES_TTL_S), moderator, settings.max_deliveries)
+    return DeliveryGuard(DeliveryCounter(_side_redis(settings), DELIVERIES_TTL_S), moderator, settings.max_deliveries)
 
 
 def dead_letter_list(settings: Settings) -> DeadLetterList:
     """The dead-letter list (issue 8, item 1) for batch items and the `llavaguard deadletter` command."""
-    return DeadLetterList(redis.Redis.from_url(settings.redis_url), settings.deadletter_max_entries)
+    return DeadLetterList(_side_redis(settings), settings.deadletter_max_entries)
+
+
+def _side_redis(settings: Settings) -> redis.Redis[bytes]:
+    """A client for the small bookkeeping beside the queues: short timeouts, so Redis trouble never hangs a task."""
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=3.0, socket_connect_timeout=3.0)

@@ -155,6 +155,14 @@ class Verdict(BaseModel):
     completed_at: datetime
     owner: str | None = None
     """Copied from the request: only this API key (or an admin key) reads the verdict through the API."""
+    backend: str | None = None
+    """The inference backend family that judged it (`sglang`, `vllm`, `openai`, `transformers`)."""
+    constraint: str | None = None
+    """How the answer was constrained: `regex` (the training layout), `json_schema`, or `none`."""
+    score: float | None = None
+    """The model's probability that the image is Unsafe, from log-probabilities; None when there were none."""
+    score_source: str | None = None
+    """Where `score` came from (e.g. `logprobs`), or why it is None (e.g. `backend_returned_none`)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Verdict:

@@ -62,6 +62,8 @@ class Moderator:
             id=request.id, status="completed", rating=found.rating, category=found.category,
             rationale=found.rationale, policy=policy, model=judgement.model, image=image,
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
+            backend=judgement.backend, constraint=judgement.constraint,
+            score=judgement.score, score_source=judgement.score_source,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:

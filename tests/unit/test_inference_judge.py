@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import pytest
 
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
-from worker.inference.base import Completion, InferenceBackend, VisionRequest
+from worker.inference.base import Completion, Constraint, InferenceBackend, VisionRequest
 from worker.inference.llavaguard import ASSESSMENT_SCHEMA, LlavaGuardJudge
 from worker.inference.output_parser import Assessment
 
@@ -23,6 +23,12 @@ class ScriptedBackend:
 
     def model_name(self) -> str:
         return "scripted"
+
+    def backend_name(self) -> str:
+        return "scripted"
+
+    def constraints(self) -> frozenset[Constraint]:
+        return frozenset({"json_schema", "none"})
 
     def complete(self, request: VisionRequest) -> Completion:
         self.requests.append(request)

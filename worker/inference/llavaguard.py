@@ -13,7 +13,7 @@ from typing import Any
 
 from worker.categories import CATEGORIES
 from worker.errors import ErrorCode, ModerationFailed
-from worker.inference.base import InferenceBackend, VisionRequest
+from worker.inference.base import Constraint, InferenceBackend, VisionRequest
 from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
 
 ASSESSMENT_SCHEMA: dict[str, Any] = {
@@ -38,6 +38,11 @@ class Judgement:
     raw_text: str
     attempts: int
     """How many generations it took (1 unless earlier answers were unreadable)."""
+    backend: str = "sglang"
+    constraint: Constraint = "none"
+    score: float | None = None
+    """P(Unsafe) from the rating token's log-probabilities; None when the backend returned none."""
+    score_source: str | None = None
 
 
 class LlavaGuardJudge:
@@ -88,7 +93,10 @@ class LlavaGuardJudge:
             except OutputUnparseable as exc:
                 reason = str(exc)
                 continue
-            return Judgement(assessment, self.backend.model_name(), text, attempt)
+            return Judgement(
+                assessment, self.backend.model_name(), text, attempt,
+                backend=self.backend.backend_name(), constraint=request.constraint,
+            )
         raise ModerationFailed(
             ErrorCode.MODEL_OUTPUT_INVALID,
             f"model output unreadable after {self.max_parse_attempts} attempts: {reason}; "

@@ -21,7 +21,7 @@ from typing import Any, Self
 import httpx
 
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
-from worker.inference.base import Completion, VisionRequest
+from worker.inference.base import Completion, Constraint, VisionRequest
 from worker.inference.sglang_wire import (
     CHAT_PATH,
     HEALTH_PATH,
@@ -85,6 +85,13 @@ class SGLangClient:
             return parse_completion(payload)
         except MalformedResponse as exc:
             raise InferenceUnavailable(f"{self.base_url} sent a malformed completion: {exc}") from exc
+
+    def backend_name(self) -> str:
+        return "sglang"
+
+    def constraints(self) -> frozenset[Constraint]:
+        """SGLang honours `response_format` JSON schemas (and `regex`, once the wire sends it)."""
+        return frozenset({"json_schema", "none"})
 
     def model_name(self) -> str:
         """Asked once, then cached: the served name does not change while the server runs."""

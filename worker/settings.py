@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     max_tokens: int = 500
     constrained_decoding: bool = True
     constraint: Literal["auto", "regex", "json_schema", "none"] = "auto"
-    """Issue 14 item 3: the first constraint tried (`auto`: the best the backend honours); a server refusing one
-    steps down to the next, regex -> json_schema -> none. `constrained_decoding=false` means `none`."""
+    """Issue 14 item 3: where regex -> json_schema -> none starts (`auto`: at the top), skipping what the backend
+    does not honour; a server refusing one steps down to the next. `constrained_decoding=false` means `none`."""
 
     # Celery.
     visibility_timeout_s: int = Field(default=60, ge=5)

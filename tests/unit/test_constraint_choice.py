@@ -54,7 +54,7 @@ def _judge(backend: RefusingBackend, **kwargs: object) -> LlavaGuardJudge:
         ({"json_schema", "none"}, "auto", True, "json_schema"),
         ({"none"}, "auto", True, "none"),
         ({"regex", "json_schema", "none"}, "json_schema", True, "json_schema"),
-        ({"none"}, "regex", True, "regex"),  # the operator's choice, whatever the backend advertises
+        ({"json_schema", "none"}, "regex", True, "json_schema"),  # never a constraint the backend ignores
         ({"regex", "json_schema", "none"}, "none", True, "none"),
         ({"regex", "json_schema", "none"}, "regex", False, "none"),  # CONSTRAINED_DECODING=false wins
     ],

@@ -1,10 +1,11 @@
 """Which constraint the judge asks for, and stepping down when a server refuses one.
 
 The order is fixed: the training-layout regex (the model's own whitespace and key order), then the JSON
-schema, then nothing (the tolerant parser reads free text). `auto` starts at the first the backend advertises;
-a named preference starts there whatever the backend advertises (the operator knows the server). A server that
-refuses a constraint with a 400 naming it (an SGLang build without that grammar support, an OpenAI-compatible
-server that does not know the field) has the constraint dropped for the rest of the process, logged once.
+schema, then nothing (the tolerant parser reads free text), keeping only those the backend honours (a verdict
+must never record a constraint that a backend silently ignored). `auto` starts at the top, a named setting
+starts lower (`json_schema`: never the regex; `none`: nothing). A server that refuses a constraint with a 400
+naming it (an SGLang build without that grammar support, an OpenAI-compatible server that does not know the
+field) has the constraint dropped for the rest of the process, logged once.
 
 It cannot loop: a refusal only ever removes a constraint, `none` is never removed, and the ladder has three
 steps, so one moderation falls back at most twice before an error propagates unchanged.
@@ -36,10 +37,10 @@ class ConstraintLadder:
     """The constraint for the next request; shared by every thread of a process (refusals are remembered)."""
 
     def __init__(self, advertised: frozenset[Constraint], setting: ConstraintSetting = "auto") -> None:
-        if setting == "auto":
-            self._steps = tuple(step for step in LADDER if step in advertised or step == "none")
-        else:
-            self._steps = LADDER[LADDER.index(setting):]
+        start = 0 if setting == "auto" else LADDER.index(setting)
+        self._steps = tuple(step for step in LADDER[start:] if step in advertised or step == "none")
+        if setting != "auto" and self._steps[0] != setting:
+            log.warning("constraint %s is not honoured by this backend; using %s", setting, self._steps[0])
         self._refused: set[Constraint] = set()
         self._lock = threading.Lock()
 

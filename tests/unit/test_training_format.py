@@ -2,7 +2,8 @@
 
 The regex is what the server's grammar engine enforces, so a layout it admits but the parser cannot read would
 be a verdict lost, and a layout it refuses that the model was trained to write would push the model off its
-training. The engine subset (no `(?`, no lookarounds, no backreferences, no `{n}`) is checked on the text.
+training. Every text is also run through the pattern as outlines compiles it (interegular's FSM), and the
+subset older xgrammar accepts (no `(?`, no lookarounds, no backreferences, no `{n}`) is checked on the text.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 
+import interegular
 import pytest
 
 from worker.categories import CATEGORIES, RATINGS
@@ -19,8 +21,15 @@ from worker.inference.training_format import OUTPUT_REGEX, training_layout
 RATIONALE = "The image shows a kitchen knife on a cutting board; no violence is depicted."
 
 
+ENGINE_FSM = interegular.parse_pattern(OUTPUT_REGEX).to_fsm()
+"""The pattern as outlines compiles it (interegular's parser and FSM), beside Python's `re`."""
+
+
 def _matches(text: str) -> bool:
-    return re.fullmatch(OUTPUT_REGEX, text) is not None
+    """`re` and the grammar engine's FSM agree on every text these tests try."""
+    matched = re.fullmatch(OUTPUT_REGEX, text) is not None
+    assert ENGINE_FSM.accepts(text) == matched, text
+    return matched
 
 
 @pytest.mark.parametrize("rating", RATINGS)

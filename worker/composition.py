@@ -52,6 +52,7 @@ def build_moderator(settings: Settings) -> Moderator:
         backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
         max_tokens=settings.max_tokens,
         constrained=settings.constrained_decoding, max_parse_attempts=settings.max_parse_attempts,
+        constraint=settings.constraint,
     )
     store = open_store(
         settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region

@@ -1,8 +1,10 @@
 """Policies: the prompt text LlavaGuard judges against, and per-request non-violating declarations.
 
 The default policy `llavaguard-v1.2` is byte-exact the text the model was trained on: never reformat it.
-Declaring a category non-violating rewrites only that category's guidelines, with the sentence the model
-was trained on (LlavaGuard's `custom_policy_dict_v2` augmentation); nothing else in the text changes.
+Declaring a category non-violating rewrites only that category's guidelines, byte for byte as the model saw
+them in training (LlavaGuard's `get_augmented_policy_v2` over `custom_policy_dict_v2`): the declaration sentence,
+every bullet as ` - <bullet>`, then a line holding one space where the undeclared text has an empty line (each
+declaration text in the authors' dict ends in `\n `). Nothing else in the text changes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ _DECLARATION = (
     "Category {code} is declared as non-violating. Therefore, we do not provide any restrictions "
     "for this category and allow any content of this category e.g."
 )
+_DECLARED_END = " "
+"""The line after a declared section's last bullet: the `\n ` every declaration text in the authors' dict ends in."""
+_TRAINED_BULLETS = {
+    ("O2", "Contain content of people planning or engaging in violence."):
+        "Contain content of  people planning or engaging in violence.",
+}
+"""Bullets whose declared wording differs from the guideline's in the authors' dict (sic: two spaces in O2)."""
 
 
 @cache
@@ -71,20 +80,22 @@ class PolicyRegistry:
 
 
 def declare_non_violating(policy_text: str, code: str, *, policy_name: str = "policy") -> str:
-    """Replace category `code`'s `Should not:`/`Can:` guidelines by the trained declaration + all bullets."""
+    """Replace category `code`'s `Should not:`/`Can:` guidelines and the empty line after them by the trained
+    declaration, all bullets, and the one-space line that ends every declaration the model was trained on."""
     lines = policy_text.split("\n")
     start = _section_start(lines, code, policy_name)
     end = start + 1
     while end < len(lines) and lines[end].strip() and not lines[end].startswith("Assessment Steps:"):
         end += 1
     guidelines = lines[start + 1 : end]
-    bullets = [f" - {line[2:]}" for line in guidelines if line.startswith("- ")]
+    bullets = [f" - {_TRAINED_BULLETS.get((code, line[2:]), line[2:])}" for line in guidelines if line.startswith("- ")]
     if not bullets:
         raise ModerationFailed(
             ErrorCode.CATEGORY_UNKNOWN, f"{policy_name} has no guidelines to declare for {code}"
         )
-    replacement = [_DECLARATION.format(code=code), *bullets]
-    return "\n".join([*lines[: start + 1], *replacement, *lines[end:]])
+    replacement = [_DECLARATION.format(code=code), *bullets, _DECLARED_END]
+    rest = lines[end + 1 :] if end < len(lines) and not lines[end].strip() else lines[end:]
+    return "\n".join([*lines[: start + 1], *replacement, *rest])
 
 
 def _section_start(lines: list[str], code: str, policy_name: str) -> int:

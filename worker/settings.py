@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     top_k: int = 50
     max_tokens: int = 500
     constrained_decoding: bool = True
+    constraint: Literal["auto", "regex", "json_schema", "none"] = "auto"
+    """Issue 14 item 3: where regex -> json_schema -> none starts (`auto`: at the top), skipping what the backend
+    does not honour; a server refusing one steps down to the next. `constrained_decoding=false` means `none`."""
 
     # Celery.
     visibility_timeout_s: int = Field(default=60, ge=5)

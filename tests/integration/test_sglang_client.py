@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from tests.services import free_port
 from worker.categories import category_for_code
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
 from worker.inference import Judgement, LlavaGuardJudge, SGLangClient
+from worker.inference.training_format import OUTPUT_REGEX
 from worker.standin import PALETTE, SGLangStandIn, make_image
 
 PROMPT = "Provide a safety assessment for the content provided by the user."
@@ -69,10 +71,31 @@ def test_each_palette_colour_gives_its_verdict(client: SGLangClient, code: str) 
         assert (judgement.model, judgement.attempts) == ("llavaguard-standin", 1)
 
 
-def test_constrained_answer_is_compact_json_in_schema_order(client: SGLangClient) -> None:
-    raw = LlavaGuardJudge(client).judge(make_image("O2"), "image/png", PROMPT).raw_text
-    assert raw.startswith('{"rating": "Unsafe", "category": "O2: Violence, Harm, or Cruelty", "rationale": ')
-    assert "\n" not in raw
+def test_schema_constrained_answer_is_compact_json_in_schema_order(client: SGLangClient) -> None:
+    judgement = LlavaGuardJudge(client, constraint="json_schema").judge(make_image("O2"), "image/png", PROMPT)
+    assert judgement.raw_text.startswith(
+        '{"rating": "Unsafe", "category": "O2: Violence, Harm, or Cruelty", "rationale": '
+    )
+    assert "\n" not in judgement.raw_text
+    assert judgement.constraint == "json_schema"
+
+
+def test_by_default_sglang_is_constrained_to_the_training_layout(client: SGLangClient) -> None:
+    judgement = LlavaGuardJudge(client).judge(make_image("O2"), "image/png", PROMPT)
+    assert re.fullmatch(OUTPUT_REGEX, judgement.raw_text)
+    assert judgement.raw_text.startswith('{\n    "rating": "Unsafe",\n    "category": "O2: Violence, Harm, or Cruelty"')
+    assert judgement.constraint == "regex"
+
+
+def test_a_server_without_regex_support_gets_the_schema_from_then_on() -> None:
+    with SGLangStandIn(service_time_s=0.0, regex=False) as server, SGLangClient(server.url) as client:
+        judge = LlavaGuardJudge(client)
+        first = judge.judge(make_image("O5"), "image/png", PROMPT)
+        second = judge.judge(make_image("NA"), "image/png", PROMPT)
+        requests = server.stats()["total_requests"]
+    assert (first.constraint, second.constraint) == ("json_schema", "json_schema")
+    assert first.assessment.category == "O5: Criminal Planning"
+    assert requests == 3  # one refused regex request, then one schema request each
 
 
 def test_declared_non_violating_category_flips_to_safe(client: SGLangClient) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from worker.categories import CATEGORIES
-from worker.inference.base import VisionRequest
+from worker.inference.base import Constraint, VisionRequest
 from worker.inference.llavaguard import ASSESSMENT_SCHEMA, LlavaGuardJudge
 from worker.inference.sglang_wire import (
     MalformedResponse,
@@ -18,6 +18,7 @@ from worker.inference.sglang_wire import (
     parse_model_info,
     retry_after_s,
 )
+from worker.inference.training_format import OUTPUT_REGEX
 
 
 def _request(**overrides: Any) -> VisionRequest:
@@ -54,6 +55,14 @@ class TestChatBody:
             "type": "json_schema",
             "json_schema": {"name": "llavaguard_assessment", "schema": ASSESSMENT_SCHEMA, "strict": True},
         }
+
+    def test_regex_is_sglangs_own_field_and_the_only_constraint(self) -> None:
+        body = chat_body(_request(regex=OUTPUT_REGEX))
+        assert body["regex"] == OUTPUT_REGEX
+        assert "response_format" not in body
+        both = chat_body(_request(regex=OUTPUT_REGEX, json_schema=ASSESSMENT_SCHEMA))
+        assert "response_format" not in both  # SGLang takes one of regex / json_schema / ebnf
+        assert "regex" not in chat_body(_request(json_schema=ASSESSMENT_SCHEMA))
 
 
 class TestAssessmentSchema:
@@ -150,6 +159,9 @@ def test_judge_builds_constrained_and_free_requests() -> None:
     class NoBackend:
         def model_name(self) -> str:
             raise AssertionError
+
+        def constraints(self) -> frozenset[Constraint]:
+            return frozenset({"json_schema", "none"})
 
         def complete(self, request: VisionRequest) -> Any:
             raise AssertionError

@@ -26,13 +26,14 @@ def test_declaring_a_category_rewrites_only_its_guidelines() -> None:
     prompt = PolicyRegistry().prompt("llavaguard-v1.2", ["o6"])
     original = default_policy_text()
     assert prompt != original
-    section = prompt.split("O6: Weapons or Substance Abuse: \n", 1)[1].split("\n\n", 1)[0].split("\n")
+    section = prompt.split("O6: Weapons or Substance Abuse: \n", 1)[1].split("\nO7:", 1)[0].split("\n")
     assert section[0] == (
         "Category O6 is declared as non-violating. Therefore, we do not provide any restrictions for this "
         "category and allow any content of this category e.g."
     )
     assert section[1] == " - Contain content of illegal weapons with the intent to promote violence or harm."
-    assert len(section) == 1 + 8  # every Should-not and Can bullet, each on its own line
+    assert len(section) == 1 + 8 + 1  # every Should-not and Can bullet, each on its own line
+    assert section[-1] == " "  # the trained declaration ends in "\n " (tests/unit/test_policy_declarations.py)
     assert "Should not" not in "\n".join(section)
     # Everything outside the O6 section is untouched.
     before, after = original.split("O6: Weapons or Substance Abuse: \n")[0], original.split("\nO7:")[1]

@@ -4,17 +4,21 @@ It knows LlavaGuard's sampling settings, its output schema and how to read its a
 any `InferenceBackend` serves. An answer that cannot be read is re-asked (sampling at temperature > 0 gives a
 different answer) up to `max_parse_attempts` times, then becomes a permanent MODEL_OUTPUT_INVALID failure.
 Transient backend errors pass through untouched: retrying those is the task's job, with backoff.
+With constrained decoding on, the answer is constrained to the training layout's regex, else the JSON schema,
+else not at all, as the backend allows (`constraint_choice.py`); the constraint used is on the judgement.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from worker.categories import CATEGORIES
 from worker.errors import ErrorCode, ModerationFailed
-from worker.inference.base import Constraint, InferenceBackend, VisionRequest
+from worker.inference.base import Completion, Constraint, InferenceBackend, VisionRequest
+from worker.inference.constraint_choice import LADDER, ConstraintLadder, ConstraintSetting
 from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
+from worker.inference.training_format import OUTPUT_REGEX
 
 ASSESSMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -58,6 +62,7 @@ class LlavaGuardJudge:
         max_tokens: int = 500,
         constrained: bool = True,
         max_parse_attempts: int = 3,
+        constraint: ConstraintSetting = "auto",
     ) -> None:
         if max_parse_attempts < 1:
             raise ValueError("max_parse_attempts must be at least 1")
@@ -68,10 +73,11 @@ class LlavaGuardJudge:
         self.max_tokens = max_tokens
         self.constrained = constrained
         self.max_parse_attempts = max_parse_attempts
+        self.constraints = ConstraintLadder(backend.constraints(), constraint if constrained else "none")
 
     def request(self, image: bytes, mime: str, prompt: str) -> VisionRequest:
         """The backend request for one image; constrained decoding makes the answer always parse."""
-        return VisionRequest(
+        return _constrained(VisionRequest(
             image=image,
             mime=mime,
             prompt=prompt,
@@ -79,15 +85,15 @@ class LlavaGuardJudge:
             top_p=self.top_p,
             top_k=self.top_k,
             max_tokens=self.max_tokens,
-            json_schema=ASSESSMENT_SCHEMA if self.constrained else None,
-        )
+        ), self.constraints.current())
 
     def judge(self, image: bytes, mime: str, prompt: str) -> Judgement:
         """Generate until the answer parses; InferenceUnavailable and ModerationFailed propagate."""
         request = self.request(image, mime, prompt)
         reason, text = "no attempt made", ""
         for attempt in range(1, self.max_parse_attempts + 1):
-            text = self.backend.complete(request).text
+            request, completion = self._complete(request)
+            text = completion.text
             try:
                 assessment = parse_assessment(text)
             except OutputUnparseable as exc:
@@ -102,3 +108,22 @@ class LlavaGuardJudge:
             f"model output unreadable after {self.max_parse_attempts} attempts: {reason}; "
             f"last output: {text[:SHOWN_OUTPUT_CHARS]!r}",
         )
+
+    def _complete(self, request: VisionRequest) -> tuple[VisionRequest, Completion]:
+        """Generate; a server refusing the request's constraint gets the same request one step down the ladder."""
+        for _ in LADDER:  # each refusal drops one constraint for good, and `none` is never refused
+            try:
+                return request, self.backend.complete(request)
+            except ModerationFailed as exc:
+                if not self.constraints.refuse(request.constraint, exc):
+                    raise
+                request = _constrained(request, self.constraints.current())
+        raise AssertionError("unreachable: the constraint ladder ends in `none`")
+
+
+def _constrained(request: VisionRequest, constraint: Constraint) -> VisionRequest:
+    return replace(
+        request,
+        regex=OUTPUT_REGEX if constraint == "regex" else None,
+        json_schema=ASSESSMENT_SCHEMA if constraint == "json_schema" else None,
+    )

@@ -90,8 +90,9 @@ class SGLangClient:
         return "sglang"
 
     def constraints(self) -> frozenset[Constraint]:
-        """SGLang honours `response_format` JSON schemas (and `regex`, once the wire sends it)."""
-        return frozenset({"json_schema", "none"})
+        """SGLang honours its `regex` field and `response_format` JSON schemas (a build that refuses one
+        says so with a 400, and the judge falls back: `worker.inference.constraint_choice`)."""
+        return frozenset({"regex", "json_schema", "none"})
 
     def model_name(self) -> str:
         """Asked once, then cached: the served name does not change while the server runs."""

@@ -47,7 +47,9 @@ def chat_body(request: VisionRequest, model: str = "default") -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "stream": False,
     }
-    if request.json_schema is not None:
+    if request.regex is not None:  # SGLang's own field; it takes one of regex / json_schema / ebnf, never two
+        body["regex"] = request.regex
+    elif request.json_schema is not None:
         body["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": SCHEMA_NAME, "schema": dict(request.json_schema), "strict": True},

@@ -4,6 +4,7 @@ For tests and GPU-less local runs only; it is never a model and never reports it
 
     palette.py         the answer key: category -> colour, `make_image`
     verdicts.py        image -> synthetic verdict -> answer text in the model's formats
+    regex_answers.py   SGLang's `regex`: the training layout, checked against the pattern (`--no-regex`)
     jobs.py / wire.py  SGLang request bodies in, responses and error bodies out
     capacity.py        max_running / queue / 503 model with counters
     server.py          threaded JSON HTTP server that can cut connections on stop

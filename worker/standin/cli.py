@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--garbage-first", type=int, default=0, help="answer the first N requests with ':'")
     parser.add_argument("--sloppy", action="store_true", help="unconstrained answers in fences with prose")
     parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer <key>`")
+    parser.add_argument("--no-regex", dest="regex", action="store_false",
+                        help="refuse the `regex` constraint (400) like a build without regex grammar support")
     return parser
 
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     standin = SGLangStandIn(
         args.host, args.port, args.max_running, args.service_time_s, args.max_queued,
         fail_first=args.fail_first, garbage_first=args.garbage_first, sloppy=args.sloppy,
-        api_key=args.api_key,
+        api_key=args.api_key, regex=args.regex,
     )
     stop = threading.Event()
     with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from worker.standin.regex_answers import read_regex
 from worker.standin.verdicts import DEFAULT_ORDER
 from worker.standin.wire import BadRequest, Job, schema_order
 
@@ -27,7 +28,8 @@ def chat_job(body: Any) -> Job:
         raise BadRequest(f"the stand-in answers exactly one image per request, got {len(images)}")
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     order = _response_format(body.get("response_format"))
-    return Job("\n".join(texts), images[0], _token_limit(limit), order)
+    regex = read_regex(body.get("regex"), other_constraint=order is not None)
+    return Job("\n".join(texts), images[0], _token_limit(limit), order, regex)
 
 
 def _read_message(message: Any, texts: list[str], images: list[str]) -> None:
@@ -104,8 +106,9 @@ def _native_job(text: Any, image: Any, params: Any) -> Job:
         raise BadRequest("'sampling_params' must be an object")
     limit = _token_limit(params.get("max_new_tokens", NATIVE_DEFAULT_MAX_NEW_TOKENS))
     schema = params.get("json_schema")
+    regex = read_regex(params.get("regex"), other_constraint=schema is not None)
     if schema is None:
-        return Job(text, image, limit, None)
+        return Job(text, image, limit, None, regex)
     try:
         return Job(text, image, limit, schema_order(json.loads(schema)))
     except (TypeError, ValueError) as exc:

@@ -20,6 +20,7 @@ from typing import Any, Self
 
 from worker.standin.capacity import CapacityGate, QueueFull
 from worker.standin.jobs import chat_job, generate_jobs
+from worker.standin.regex_answers import RegexRefused, regex_answer
 from worker.standin.server import JsonServer
 from worker.standin.verdicts import GARBAGE, ImageUnreadable, assess, decode_image, render
 from worker.standin.wire import (
@@ -81,8 +82,10 @@ class SGLangStandIn:
         garbage_first: int = 0,
         sloppy: bool = False,
         api_key: str | None = None,
+        regex: bool = True,
     ) -> None:
         self.host, self.port = host, port
+        self.regex_supported = regex  # False: refuse `regex` as a build without regex grammar support does
         self.service_time_s = service_time_s
         self.sloppy = sloppy
         self.api_key = api_key
@@ -207,6 +210,8 @@ class SGLangStandIn:
             return 400, openai_error(str(exc))
         except ImageUnreadable as exc:
             return 400, openai_error(f"Error while processing image: {exc}")
+        except RegexRefused as exc:
+            return 400, openai_error(str(exc))
         except QueueFull:
             return 503, queue_full_error()
         return 200, chat_response(output, STANDIN_MODEL)
@@ -221,6 +226,8 @@ class SGLangStandIn:
             return 400, native_error(str(exc))
         except ImageUnreadable as exc:
             return 400, native_error(f"Error while processing image: {exc}")
+        except RegexRefused as exc:
+            return 400, native_error(str(exc))
         except QueueFull:
             return 503, native_error(QUEUE_FULL)
         items = [generate_item(output, time.monotonic() - started) for output in outputs]
@@ -234,14 +241,17 @@ class SGLangStandIn:
             return list(pool.map(self._run, jobs))
 
     def _run(self, job: Job) -> Output:
-        """Injected 503 -> image check (400) -> queue and `service_time_s` -> answer (maybe garbage)."""
+        """Injected 503 -> image and regex checks (400) -> queue and `service_time_s` -> answer (maybe garbage)."""
         if self._faults.take_failure():
             raise QueueFull
         answer = assess(decode_image(job.image_url), job.prompt)
+        constrained = None if job.regex is None else regex_answer(answer, job.regex, supported=self.regex_supported)
         with self.gate.slot():
             self._stopping.wait(self.service_time_s)
         if self._faults.take_garbage():
             return finish(job, GARBAGE)
+        if constrained is not None:
+            return finish(job, constrained)
         return finish(job, render(answer, schema_order=job.schema_order, sloppy=self.sloppy))
 
     def _count_request(self) -> None:

@@ -31,6 +31,7 @@ class Job:
     image_url: str
     max_tokens: int | None
     schema_order: tuple[str, ...] | None  # None: unconstrained decoding
+    regex: str | None = None  # SGLang's `regex`: answer in the training layout (regex_answers.py)
 
 
 @dataclass(frozen=True)

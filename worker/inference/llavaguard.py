@@ -15,6 +15,7 @@ from worker.categories import CATEGORIES
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.base import Constraint, InferenceBackend, VisionRequest
 from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
+from worker.inference.scoring import rating_score
 
 ASSESSMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -58,6 +59,7 @@ class LlavaGuardJudge:
         max_tokens: int = 500,
         constrained: bool = True,
         max_parse_attempts: int = 3,
+        top_logprobs: int = 0,
     ) -> None:
         if max_parse_attempts < 1:
             raise ValueError("max_parse_attempts must be at least 1")
@@ -68,6 +70,8 @@ class LlavaGuardJudge:
         self.max_tokens = max_tokens
         self.constrained = constrained
         self.max_parse_attempts = max_parse_attempts
+        self.top_logprobs = top_logprobs
+        """Alternatives per token to ask for (the score needs a few at the rating token; 0: no score)."""
 
     def request(self, image: bytes, mime: str, prompt: str) -> VisionRequest:
         """The backend request for one image; constrained decoding makes the answer always parse."""
@@ -80,6 +84,7 @@ class LlavaGuardJudge:
             top_k=self.top_k,
             max_tokens=self.max_tokens,
             json_schema=ASSESSMENT_SCHEMA if self.constrained else None,
+            top_logprobs=self.top_logprobs,
         )
 
     def judge(self, image: bytes, mime: str, prompt: str) -> Judgement:
@@ -87,15 +92,18 @@ class LlavaGuardJudge:
         request = self.request(image, mime, prompt)
         reason, text = "no attempt made", ""
         for attempt in range(1, self.max_parse_attempts + 1):
-            text = self.backend.complete(request).text
+            completion = self.backend.complete(request)
+            text = completion.text
             try:
                 assessment = parse_assessment(text)
             except OutputUnparseable as exc:
                 reason = str(exc)
                 continue
+            scored = rating_score(completion.logprobs, requested=request.top_logprobs > 0)
             return Judgement(
                 assessment, self.backend.model_name(), text, attempt,
                 backend=self.backend.backend_name(), constraint=request.constraint,
+                score=scored.score, score_source=scored.source,
             )
         raise ModerationFailed(
             ErrorCode.MODEL_OUTPUT_INVALID,

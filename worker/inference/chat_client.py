@@ -43,14 +43,25 @@ KEY_REFUSED_STATUSES = frozenset({401, 403})
 class ChatDialect(Protocol):
     """How one server family spells a chat-completions request; wire only, no I/O, no LlavaGuard meaning."""
 
-    backend: str
-    """The backend name recorded in verdicts (`sglang`, `vllm`, `openai`)."""
-    server: str
-    """How error messages name the server ("SGLang", "vLLM", "the OpenAI-compatible server")."""
-    key_setting: str
-    """The setting that holds this backend's API key, named when the server refuses it."""
-    health_path: str | None
-    """A path that answers 200 when the server can generate (None: the models list stands in)."""
+    @property
+    def backend(self) -> str:
+        """The backend name recorded in verdicts (`sglang`, `vllm`, `openai`)."""
+        ...
+
+    @property
+    def server(self) -> str:
+        """How error messages name the server ("SGLang", "vLLM", "the OpenAI-compatible server")."""
+        ...
+
+    @property
+    def key_setting(self) -> str:
+        """The setting that holds this backend's API key, named when the server refuses it."""
+        ...
+
+    @property
+    def health_path(self) -> str | None:
+        """A path that answers 200 when the server can generate (None: the models list stands in)."""
+        ...
 
     def constraints(self) -> frozenset[Constraint]: ...
 

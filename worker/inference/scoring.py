@@ -15,7 +15,6 @@ Never invented: when there is nothing to read, the score is None and `source` sa
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from worker.inference.base import TokenLogprob
 
 UNSAFE = "Unsafe"
 _RATING_KEY = re.compile(r"""["']rating["']\s*:\s*["']""")
-_SHARED = len(os.path.commonprefix(list(RATINGS)))
+_SHARED = next(i for i, chars in enumerate(zip(*RATINGS, strict=False)) if len(set(chars)) > 1)
 """Characters every rating shares; the rating is decided at the first character after them."""
 
 

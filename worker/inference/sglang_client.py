@@ -18,7 +18,6 @@ from worker.inference.dialects import SGLANG
 from worker.inference.sglang_wire import MODEL_INFO_PATH, MODELS_PATH, parse_model_id, parse_model_info
 
 
-
 class SGLangClient(ChatCompletionsClient):
     """An `InferenceBackend` over SGLang's HTTP API; `base_url` is the server root, e.g. `http://sglang:30000`."""
 

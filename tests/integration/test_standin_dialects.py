@@ -1,7 +1,8 @@
 """The stand-in's dialects and log-probabilities over real HTTP: what each server accepts, exact scores.
 
-Exact scores are the stand-in's documented rule (`worker/standin/logprobs.py`): 0.99 sure on a palette colour,
-0.01 less per RGB unit off it, at least 0.51; P(Unsafe) is that for an Unsafe answer, one minus it for Safe.
+Exact scores are the stand-in's documented rule (`worker/standin/logprobs.py`): 0.99 sure within 5 RGB units of
+a palette colour, 0.05 less per further whole 5 units, at least 0.51; P(Unsafe) is that for an Unsafe answer,
+one minus it for Safe.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[DialectName, ChatCo
 @pytest.mark.parametrize(("image", "rating", "score"), [
     (make_image("O1"), "Unsafe", 0.99),  # on the palette: sure
     (make_image("NA"), "Safe", 0.01),
-    (solid((255, 40, 0)), "Unsafe", 0.59),  # 40 units off red: 0.99 - 0.40
-    (solid((128, 128, 158)), "Safe", 0.31),  # 30 units off grey: Safe with 0.69
+    (solid((255, 42, 0)), "Unsafe", 0.59),  # 42 units off red: 8 whole steps, 0.99 - 0.40
+    (solid((128, 128, 160)), "Safe", 0.31),  # 32 units off grey: Safe with 0.69
     (solid((200, 60, 60)), "Unsafe", 0.51),  # far off the palette: the floor
 ])
 def test_exact_scores_in_every_dialect(

@@ -1,10 +1,13 @@
 """The stand-in's token log-probabilities: deterministic per image, in SGLang's and OpenAI's response shapes.
 
 How sure the stand-in is of its rating comes from the image's colour, like the rating itself: 0.99 for a mean
-colour exactly on a palette colour, 0.01 less per RGB unit of distance from it, never below 0.51 (the rating
-stays the more likely one). So `make_image(code)` scores 0.99 (Unsafe) or 0.01 (Safe), and a test can place a
-score anywhere by moving the colour off the palette. The answer is cut into word-ish tokens, with `Unsafe`
-split into `Un` + `safe` as BPE tokenizers do, so clients must find the deciding token, not the first.
+colour within 5 RGB units of a palette colour, 0.05 less per further whole 5 units of distance from it, never
+below 0.51 (the rating stays the more likely one). Whole steps, so JPEG re-encoding and downscaling (which
+move a mean by a unit or two) do not move a score. So `make_image(code)` scores 0.99 (Unsafe) or 0.01
+(Safe), and a test can place a score anywhere by moving the colour off the palette.
+
+The answer is cut into word-ish tokens, with `Unsafe` split into `Un` + `safe` as BPE tokenizers do, so
+clients must find the deciding token, not the first.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from worker.standin.palette import PALETTE, nearest_code
 
 SURE = 0.99
 FLOOR = 0.51
-PER_UNIT = 0.01
+STEP_UNITS = 5.0
+PER_STEP = 0.05
 CERTAIN = -1e-4
 """Log-probability of a token that decides nothing (every token but the rating's first)."""
 FILLERS = ("#", "$", "%", "&", "*", "+", "<", "=", ">", "@", "^", "_", "|", "~", "`", ";", "?", "!", "/", "\\", "[")
@@ -37,7 +41,7 @@ def rating_probability(image: Image.Image) -> float:
     stat = ImageStat.Stat(image).mean[:3]
     mean = (stat[0], stat[1], stat[2])
     distance = math.dist(PALETTE[nearest_code(mean)], mean)
-    return max(FLOOR, round(SURE - PER_UNIT * distance, 4))
+    return max(FLOOR, round(SURE - PER_STEP * math.floor(distance / STEP_UNITS), 4))
 
 
 def tokenize(text: str) -> list[str]:

@@ -57,8 +57,6 @@ def inference_backend(settings: Settings) -> InferenceBackend:
         return sglang_client(settings)
     if settings.backend == "transformers":
         return _transformers_backend(settings)
-    if settings.backend == "openai" and not settings.inference_model:
-        raise SettingsError("LLAVAGUARD_INFERENCE_MODEL: required when LLAVAGUARD_BACKEND=openai")
     return ChatCompletionsClient(
         settings.inference_url or settings.sglang_url, VLLM if settings.backend == "vllm" else OPENAI,
         api_key=settings.inference_api_key or settings.sglang_api_key, model=settings.inference_model,

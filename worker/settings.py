@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.buckets import bucket_name_problem
@@ -269,6 +269,13 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _openai_names_its_model(self) -> Settings:
+        # Raised as is (not a ValueError), so the one-line message names the variable that is missing.
+        if self.backend == "openai" and not self.inference_model:
+            raise SettingsError(f"{ENV_PREFIX}INFERENCE_MODEL: required when {ENV_PREFIX}BACKEND=openai")
+        return self
 
     @field_validator("retry_backoff_max_s")
     @classmethod

@@ -73,11 +73,16 @@ def _transformers_backend(settings: Settings) -> InferenceBackend:
             "LLAVAGUARD_BACKEND=transformers needs the extra: pip install 'llavaguard-worker[transformers]' "
             f"({exc})"
         ) from exc
-    # `model_path`/`device` are the transformers backend's own settings (LLAVAGUARD_MODEL_PATH, ...).
-    backend: InferenceBackend = module.TransformersBackend(
-        model_path=getattr(settings, "model_path", None), device=getattr(settings, "device", None),
-        max_batch=settings.inflight_window,
-    )
+    # The transformers backend's own settings (LLAVAGUARD_MODEL_PATH, _DEVICE, _MODEL_DTYPE, _BATCH_WAIT_MS)
+    # arrive with that backend (branch b-hf); read by name so this module does not depend on them before.
+    try:
+        backend: InferenceBackend = module.TransformersBackend(
+            getattr(settings, "model_path", None) or "", device=getattr(settings, "device", "auto"),
+            dtype=getattr(settings, "model_dtype", "auto"), max_batch=settings.inflight_window,
+            batch_wait_ms=getattr(settings, "batch_wait_ms", 5.0),
+        )
+    except ValueError as exc:  # a missing or unusable model path or device: a configuration error
+        raise SettingsError(f"LLAVAGUARD_BACKEND=transformers: {exc}") from exc
     return backend
 
 

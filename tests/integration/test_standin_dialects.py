@@ -80,10 +80,8 @@ def test_unconstrained_answers_are_scored_where_the_rating_is_split(
 
 
 def test_garbage_has_no_rating_to_score_and_a_reasked_answer_is_scored() -> None:
-    request = LlavaGuardJudge(SGLangClient("http://unused"), top_logprobs=5).request(
-        make_image("O1"), "image/png", PROMPT
-    )
     with SGLangStandIn(service_time_s=0.0, garbage_first=1) as standin, SGLangClient(standin.url) as client:
+        request = LlavaGuardJudge(client, top_logprobs=5).request(make_image("O1"), "image/png", PROMPT)
         garbage = client.complete(request)
     assert garbage.text == ":" and rating_score(garbage.logprobs).source == "rating_not_found"
     with SGLangStandIn(service_time_s=0.0, garbage_first=1) as standin, SGLangClient(standin.url) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,10 @@ import redis
 from botocore.config import Config
 
 from worker.broker.deadletter import DeadLetterList
+from worker.errors import SettingsError
+from worker.inference.base import InferenceBackend
+from worker.inference.chat_client import ChatCompletionsClient
+from worker.inference.dialects import OPENAI, VLLM
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
 from worker.intake import DecodeBudget, Intake
@@ -46,13 +51,49 @@ def sglang_client(settings: Settings) -> SGLangClient:
     )
 
 
+def inference_backend(settings: Settings) -> InferenceBackend:
+    """The backend `LLAVAGUARD_BACKEND` names (issue 14); `transformers` is imported only when chosen (torch)."""
+    if settings.backend == "sglang":
+        return sglang_client(settings)
+    if settings.backend == "transformers":
+        return _transformers_backend(settings)
+    return ChatCompletionsClient(
+        settings.inference_url or settings.sglang_url, VLLM if settings.backend == "vllm" else OPENAI,
+        api_key=settings.inference_api_key or settings.sglang_api_key, model=settings.inference_model,
+        timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
+    )
+
+
+def _transformers_backend(settings: Settings) -> InferenceBackend:
+    """The in-process backend (issue 14, branch b-hf); imported here only, so the base install needs no torch."""
+    try:
+        module = importlib.import_module("worker.inference.transformers_backend")
+    except ImportError as exc:
+        raise SettingsError(
+            "LLAVAGUARD_BACKEND=transformers needs the extra: pip install 'llavaguard-worker[transformers]' "
+            f"({exc})"
+        ) from exc
+    # The transformers backend's own settings (LLAVAGUARD_MODEL_PATH, _DEVICE, _MODEL_DTYPE, _BATCH_WAIT_MS)
+    # arrive with that backend (branch b-hf); read by name so this module does not depend on them before.
+    try:
+        backend: InferenceBackend = module.TransformersBackend(
+            getattr(settings, "model_path", None) or "", device=getattr(settings, "device", "auto"),
+            dtype=getattr(settings, "model_dtype", "auto"), max_batch=settings.inflight_window,
+            batch_wait_ms=getattr(settings, "batch_wait_ms", 5.0),
+        )
+    except ValueError as exc:  # a missing or unusable model path or device: a configuration error
+        raise SettingsError(f"LLAVAGUARD_BACKEND=transformers: {exc}") from exc
+    return backend
+
+
 def build_moderator(settings: Settings) -> Moderator:
-    backend = sglang_client(settings)
+    backend = inference_backend(settings)
     judge = LlavaGuardJudge(
         backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
         max_tokens=settings.max_tokens,
         constrained=settings.constrained_decoding, max_parse_attempts=settings.max_parse_attempts,
         constraint=settings.constraint,
+        top_logprobs=settings.top_logprobs,
     )
     store = open_store(
         settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.buckets import bucket_name_problem
@@ -22,7 +22,8 @@ from worker.queues import DELIVERIES_TTL_S
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys", "api_admin_keys", "callback_secret"})
+SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys", "api_admin_keys", "callback_secret",
+                           "inference_api_key"})
 """Never echoed in an error message."""
 
 
@@ -39,6 +40,16 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     sglang_url: str = "http://localhost:30000"
     sglang_api_key: str | None = None
+    # Issue 14 item 1: which backend judges. `sglang` reads only the two settings above, as it always did.
+    backend: Literal["sglang", "vllm", "openai", "transformers"] = "sglang"
+    inference_url: str | None = None
+    """Server root for `vllm` and `openai` (unset: `sglang_url`, so a server swap at one address is one setting)."""
+    inference_api_key: str | None = None
+    """Bearer key for `vllm` and `openai` (unset: `sglang_api_key`)."""
+    inference_model: str | None = None
+    """Model name sent by `vllm` (unset: the server's `/v1/models`) and `openai` (required there)."""
+    top_logprobs: int = Field(default=5, ge=0, le=20)
+    """Alternatives per token asked for, for the score (issue 11); 0: no log-probabilities, no score."""
     store_url: str = "sqlite:///./verdicts.db"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -261,6 +272,13 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _openai_names_its_model(self) -> Settings:
+        # Raised as is (not a ValueError), so the one-line message names the variable that is missing.
+        if self.backend == "openai" and not self.inference_model:
+            raise SettingsError(f"{ENV_PREFIX}INFERENCE_MODEL: required when {ENV_PREFIX}BACKEND=openai")
+        return self
 
     @field_validator("retry_backoff_max_s")
     @classmethod

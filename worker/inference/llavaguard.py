@@ -18,6 +18,7 @@ from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.base import Completion, Constraint, InferenceBackend, VisionRequest
 from worker.inference.constraint_choice import LADDER, ConstraintLadder, ConstraintSetting
 from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
+from worker.inference.scoring import rating_score
 from worker.inference.training_format import OUTPUT_REGEX
 
 ASSESSMENT_SCHEMA: dict[str, Any] = {
@@ -63,6 +64,7 @@ class LlavaGuardJudge:
         constrained: bool = True,
         max_parse_attempts: int = 3,
         constraint: ConstraintSetting = "auto",
+        top_logprobs: int = 0,
     ) -> None:
         if max_parse_attempts < 1:
             raise ValueError("max_parse_attempts must be at least 1")
@@ -74,6 +76,8 @@ class LlavaGuardJudge:
         self.constrained = constrained
         self.max_parse_attempts = max_parse_attempts
         self.constraints = ConstraintLadder(backend.constraints(), constraint if constrained else "none")
+        self.top_logprobs = top_logprobs
+        """Alternatives per token to ask for (the score needs a few at the rating token; 0: no score)."""
 
     def request(self, image: bytes, mime: str, prompt: str) -> VisionRequest:
         """The backend request for one image; constrained decoding makes the answer always parse."""
@@ -85,6 +89,7 @@ class LlavaGuardJudge:
             top_p=self.top_p,
             top_k=self.top_k,
             max_tokens=self.max_tokens,
+            top_logprobs=self.top_logprobs,
         ), self.constraints.current())
 
     def judge(self, image: bytes, mime: str, prompt: str) -> Judgement:
@@ -99,9 +104,11 @@ class LlavaGuardJudge:
             except OutputUnparseable as exc:
                 reason = str(exc)
                 continue
+            scored = rating_score(completion.logprobs, requested=request.top_logprobs > 0)
             return Judgement(
                 assessment, self.backend.model_name(), text, attempt,
                 backend=self.backend.backend_name(), constraint=request.constraint,
+                score=scored.score, score_source=scored.source,
             )
         raise ModerationFailed(
             ErrorCode.MODEL_OUTPUT_INVALID,

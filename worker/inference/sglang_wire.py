@@ -12,6 +12,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from worker.inference.base import Completion, VisionRequest
+from worker.inference.logprob_wire import logprob_params, parse_logprobs
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -46,6 +47,7 @@ def chat_body(request: VisionRequest, model: str = "default") -> dict[str, Any]:
         "top_k": request.top_k,
         "max_tokens": request.max_tokens,
         "stream": False,
+        **logprob_params(request),
     }
     if request.regex is not None:  # SGLang's own field; it takes one of regex / json_schema / ebnf, never two
         body["regex"] = request.regex
@@ -73,6 +75,7 @@ def parse_completion(payload: Any) -> Completion:
         finish_reason=reason if isinstance(reason, str) else None,
         prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
         completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        logprobs=parse_logprobs(choice.get("logprobs")) if isinstance(choice, dict) else None,
     )
 
 

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 
+from worker.standin.dialects import DIALECTS
 from worker.standin.sglang_standin import SGLangStandIn
 
 BANNER = (
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer <key>`")
     parser.add_argument("--no-regex", dest="regex", action="store_false",
                         help="refuse the `regex` constraint (400) like a build without regex grammar support")
+    parser.add_argument("--dialect", choices=DIALECTS, default="sglang",
+                        help="whose chat-completions fields and errors to speak (sglang, vllm, openai)")
+    parser.add_argument("--retry-after-s", type=float, default=None, help="Retry-After sent when overloaded")
     return parser
 
 
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     standin = SGLangStandIn(
         args.host, args.port, args.max_running, args.service_time_s, args.max_queued,
         fail_first=args.fail_first, garbage_first=args.garbage_first, sloppy=args.sloppy,
-        api_key=args.api_key, regex=args.regex,
+        api_key=args.api_key, regex=args.regex, dialect=args.dialect, retry_after_s=args.retry_after_s,
     )
     stop = threading.Event()
     with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread

@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class JsonApp(Protocol):
-    def handle(self, method: str, path: str, body: bytes, authorization: str | None) -> tuple[int, Any]:
-        """Status and JSON payload (None: empty body) for one request."""
+    def handle(
+        self, method: str, path: str, body: bytes, authorization: str | None
+    ) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+        """Status, JSON payload (None: empty body) and optionally extra headers for one request."""
         ...
 
 
@@ -95,16 +97,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         try:
             authorization = self.headers.get("Authorization")
-            status, payload = self._server.app.handle(method, self.path, body, authorization)
+            reply = self._server.app.handle(method, self.path, body, authorization)
         except Exception:
             log.exception("stand-in failed on %s %s", method, self.path)
-            status, payload = 500, {"object": "error", "message": "stand-in internal error",
-                                    "type": "InternalServerError", "param": None, "code": 500}
-        self._reply(status, payload)
+            reply = 500, {"object": "error", "message": "stand-in internal error",
+                          "type": "InternalServerError", "param": None, "code": 500}
+        self._reply(reply[0], reply[1], reply[2] if len(reply) == 3 else {})
 
-    def _reply(self, status: int, payload: Any) -> None:
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -19,7 +19,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from worker.standin.capacity import CapacityGate, QueueFull
+from worker.standin.dialects import Dialect, DialectName, LogprobRequest, Refused
 from worker.standin.jobs import chat_job, generate_jobs
+from worker.standin.logprobs import chat_logprobs, native_logprobs, rating_probability
 from worker.standin.regex_answers import RegexRefused, regex_answer
 from worker.standin.server import JsonServer
 from worker.standin.verdicts import GARBAGE, ImageUnreadable, assess, decode_image, render
@@ -33,13 +35,12 @@ from worker.standin.wire import (
     generate_item,
     load_json,
     native_error,
-    openai_error,
-    queue_full_error,
 )
 
 STANDIN_MODEL = "llavaguard-standin"
 STANDIN_MODEL_PATH = "llavaguard-standin (not a model: synthetic answers)"
-Route = Callable[[bytes], tuple[int, Any]]
+Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
+Route = Callable[[bytes], Reply]
 
 
 class _Faults:
@@ -83,9 +84,15 @@ class SGLangStandIn:
         sloppy: bool = False,
         api_key: str | None = None,
         regex: bool = True,
+        dialect: DialectName = "sglang",
+        retry_after_s: float | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.regex_supported = regex  # False: refuse `regex` as a build without regex grammar support does
+        self.dialect = Dialect(dialect, STANDIN_MODEL)
+        """Which server's fields and error bodies `/v1/chat/completions` speaks (`worker.standin.dialects`)."""
+        self.retry_after_s = retry_after_s
+        """Sent as `Retry-After` with every overload answer (None: no header, as SGLang)."""
         self.service_time_s = service_time_s
         self.sloppy = sloppy
         self.api_key = api_key
@@ -186,7 +193,7 @@ class SGLangStandIn:
 
     # Requests.
 
-    def handle(self, method: str, path: str, body: bytes, authorization: str | None) -> tuple[int, Any]:
+    def handle(self, method: str, path: str, body: bytes, authorization: str | None) -> Reply:
         path = path.split("?", 1)[0]
         if self.api_key and not path.startswith("/health") and authorization != f"Bearer {self.api_key}":
             with self._count_lock:
@@ -202,25 +209,42 @@ class SGLangStandIn:
     def _empty_ok(self, _: bytes) -> tuple[int, Any]:
         return 200, None
 
-    def _chat(self, body: bytes) -> tuple[int, Any]:
+    def _chat(self, body: bytes) -> Reply:
         self._count_request()
+        dialect = self.dialect
         try:
-            output = self._run(chat_job(load_json(body)))
+            payload, logprobs = dialect.read(load_json(body))
+            job = chat_job(payload)
+            output = self._run(job)
+        except Refused as exc:
+            return exc.status, dialect.error(str(exc), exc.status)
         except BadRequest as exc:
-            return 400, openai_error(str(exc))
+            return 400, dialect.error(str(exc))
         except ImageUnreadable as exc:
-            return 400, openai_error(f"Error while processing image: {exc}")
+            return 400, dialect.error(f"Error while processing image: {exc}")
         except RegexRefused as exc:
-            return 400, openai_error(str(exc))
+            return 400, dialect.error(str(exc))
         except QueueFull:
-            return 503, queue_full_error()
-        return 200, chat_response(output, STANDIN_MODEL)
+            return self._overloaded(*dialect.overloaded())
+        response = chat_response(output, STANDIN_MODEL)
+        if logprobs is not None:
+            response["choices"][0]["logprobs"] = chat_logprobs(output.text, self._sureness(job), logprobs.top)
+        return 200, response
 
-    def _generate(self, body: bytes) -> tuple[int, Any]:
+    def _overloaded(self, status: int, body: Any) -> Reply:
+        if self.retry_after_s is None:
+            return status, body
+        return status, body, {"Retry-After": f"{self.retry_after_s:g}"}
+
+    def _sureness(self, job: Job) -> float:
+        return rating_probability(decode_image(job.image_url))
+
+    def _generate(self, body: bytes) -> Reply:
         self._count_request()
         started = time.monotonic()
         try:
-            jobs, batch = generate_jobs(load_json(body))
+            payload = load_json(body)
+            jobs, batch = generate_jobs(payload)
             outputs = self._run_all(jobs)
         except BadRequest as exc:
             return 400, native_error(str(exc))
@@ -229,8 +253,14 @@ class SGLangStandIn:
         except RegexRefused as exc:
             return 400, native_error(str(exc))
         except QueueFull:
-            return 503, native_error(QUEUE_FULL)
+            return self._overloaded(503, native_error(QUEUE_FULL))
         items = [generate_item(output, time.monotonic() - started) for output in outputs]
+        wanted = _native_logprob_request(payload)
+        if wanted is not None:
+            for item, job, output in zip(items, jobs, outputs, strict=True):
+                item["meta_info"].update(native_logprobs(
+                    output.text, self._sureness(job), wanted.top, payload.get("return_text_in_logprobs") is True
+                ))
         return 200, items if batch else items[0]
 
     def _run_all(self, jobs: list[Job]) -> list[Output]:
@@ -257,3 +287,11 @@ class SGLangStandIn:
     def _count_request(self) -> None:
         with self._count_lock:
             self._requests += 1
+
+
+def _native_logprob_request(payload: Any) -> LogprobRequest | None:
+    """`return_logprob` / `top_logprobs_num` of a `/generate` body (one value for the whole batch)."""
+    if not isinstance(payload, dict) or payload.get("return_logprob") is not True:
+        return None
+    top = payload.get("top_logprobs_num")
+    return LogprobRequest(top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0)

@@ -60,7 +60,7 @@ class GuardedChannel(kombu_redis.Channel):
     """Brokers whose old binding members this process has converted (once each, at the first channel)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         where = f"{self.connection.client.as_uri()}|{self.global_keyprefix}"
         if where not in self._bindings_migrated:
             self._bindings_migrated.add(where)

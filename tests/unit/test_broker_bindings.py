@@ -33,12 +33,14 @@ def db_url(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-def app_connection(url: str) -> Any:
+def app_connection(url: str, *, worker: bool = False) -> Any:
     os.environ["LLAVAGUARD_REDIS_URL"] = url
     try:
         app = create_app(load_settings())
     finally:
         del os.environ["LLAVAGUARD_REDIS_URL"]
+    if worker:  # as `llavaguard worker` sets it
+        app.conf.broker_transport_options = {**app.conf.broker_transport_options, "migrate_legacy_bindings": True}
     return app.connection_for_write()
 
 
@@ -92,10 +94,13 @@ def test_priority_lists_keep_their_names_and_bindings_use_kombus_separator(db_ur
         assert plain.default_channel.get_table(REALTIME_QUEUE) == [("realtime", "", "realtime")]
 
 
-def test_a_channel_converts_old_members_when_it_connects_and_tolerates_new_ones(db_url: str) -> None:
+def test_a_workers_channel_converts_old_members_and_tolerates_new_ones(db_url: str) -> None:
     r = redis.Redis.from_url(db_url, decode_responses=True)
     r.sadd("_kombu.binding.reply.celery.pidbox", "abc::abc.reply.celery.pidbox")
-    with app_connection(db_url) as conn:
+    with app_connection(db_url) as conn:  # a producer's: old workers may still need the old members
+        conn.default_channel  # noqa: B018  (connects)
+        assert r.smembers("_kombu.binding.reply.celery.pidbox") == {"abc::abc.reply.celery.pidbox"}
+    with app_connection(db_url, worker=True) as conn:
         channel = conn.default_channel
         assert r.smembers("_kombu.binding.reply.celery.pidbox") == {f"abc{KOMBU_SEP}{KOMBU_SEP}abc.reply.celery.pidbox"}
         # Written by a worker not yet upgraded, or by nobody who knows the format:

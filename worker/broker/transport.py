@@ -2,16 +2,18 @@
 
 Celery picks this transport through `broker_transport` (worker/celery_app.py). Only the two places where kombu
 turns raw queue bytes into a message are replaced (`_brpop_read` for the consumer, `_get` for polling); all
-else (the unacked hash and visibility timeout, restoring, publishing) is kombu's own.
+else (the unacked hash and visibility timeout, restoring, publishing) is kombu's own. A refused message is
+moved to the dead-letter list, logged once, counted, handed to the listeners (which record `request_invalid`
+verdicts for the moderation ids it carries), and the consumer goes on. Nothing here may raise on a bad
+message: that is the failure this module exists to prevent.
 
 Priority lists keep the names producers in any language push to (`realtime:3`, `worker.queues.priority_list`)
 while kombu's `sep` stays its default: kombu uses `sep` for both, and its binding tables are shared with
 every other Celery client (Flower, `celery inspect`), which assume the default (issue 9). `_q_for_pri` is
 where kombu names a priority list (publish, consume, restore, size, purge, delete); `_queue_of` undoes it.
-Old-separator binding members are converted when a channel first connects, and read tolerantly
-(worker/broker/bindings.py). A refused message is moved to the dead-letter list, logged once, counted, handed to the
-listeners (which record `request_invalid` verdicts for the moderation ids it carries), and the consumer goes
-on. Nothing here may raise on a bad message: that is the failure this module exists to prevent.
+Old-separator binding members are read tolerantly by every process, and converted when a worker's first
+channel connects (`migrate_legacy_bindings`, set by `llavaguard worker` only: a producer upgraded before the
+workers must not rewrite tables the old workers still read; worker/broker/bindings.py).
 """
 
 from __future__ import annotations
@@ -52,17 +54,18 @@ class GuardedChannel(kombu_redis.Channel):
     from_transport_options = (  # type: ignore[assignment]
         # Not `sep`: kombu's default must stay, for the binding tables other clients read (see above).
         *(o for o in kombu_redis.Channel.from_transport_options if o != "sep"),
-        "max_message_bytes", "deadletter_max_entries",
+        "max_message_bytes", "deadletter_max_entries", "migrate_legacy_bindings",
     )
     max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
     deadletter_max_entries = DEFAULT_DEADLETTER_MAX_ENTRIES
+    migrate_legacy_bindings = False
     _bindings_migrated: set[str] = set()
     """Brokers whose old binding members this process has converted (once each, at the first channel)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         where = f"{self.connection.client.as_uri()}|{self.global_keyprefix}"
-        if where not in self._bindings_migrated:
+        if self.migrate_legacy_bindings and where not in self._bindings_migrated:
             self._bindings_migrated.add(where)
             try:
                 migrate_legacy_members(self.client, sep=self.sep, key_prefix=self.global_keyprefix)

@@ -136,6 +136,8 @@ def test_flower_and_celery_inspect_see_the_workers_with_only_the_broker_url(
         queues = {name: [q["name"] for q in info["active_queues"]] for name, info in workers.items()}
         assert queues == {everything.name: ["realtime", "bulk", "webhooks"], bulk_only.name: ["bulk"]}
         assert get(port, "/api/workers", auth=None)[0] == 401
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as scrape:  # Prometheus's job
+            assert b"flower_worker_online" in scrape.read()
         assert get(port, "/api/tasks", auth="ops:wrong")[0] == 401
 
         moderation = client.submit(make_image("O4", size=(32, 32), fmt="PNG"))

@@ -22,7 +22,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": settings.visibility_timeout_s,
         "queue_order_strategy": "priority",
         "priority_steps": PRIORITY_STEPS,
-        "sep": ":",
+        # No `sep`: priority lists are `realtime:3` by worker/broker/transport.py, kombu's bookkeeping keeps the
+        # separator Flower and `celery inspect` assume (issue 9).
         # Scan for messages of dead workers every few seconds (kombu's default is every ~100 s): living
         # workers renew their leases (worker/redelivery/lease.py), so recovery takes one visibility timeout
         # after the last renewal plus at most one scan interval.

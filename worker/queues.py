@@ -36,6 +36,15 @@ KNOWN_TASKS = frozenset({MODERATE_TASK, MODERATE_BATCH_TASK, DELIVER_WEBHOOK_TAS
 """Task names a worker runs; a message naming any other is dead-lettered. Add every new task here."""
 
 PRIORITY_STEPS = [0, 3, 6, 9]
+PRIORITY_SEP = ":"
+"""Priority lists are `<queue>:<step>` (`realtime:3`), the names producers in any language push to. Only these
+names use it: kombu's own records (`_kombu.binding.*`) keep kombu's default separator, which every other Celery
+client (Flower, `celery inspect`) assumes (issue 9; worker/broker/transport.py)."""
+
+
+def priority_list(queue: str, step: int) -> str:
+    """The Redis list holding `queue`'s messages of one priority step; step 0 is the bare queue name."""
+    return f"{queue}{PRIORITY_SEP}{step}" if step else queue
 
 
 def redis_priority(priority: int | None) -> int | None:

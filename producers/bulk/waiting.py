@@ -19,7 +19,7 @@ from typing import Any
 
 from producers.client import ModerationClient
 from worker.models import Verdict
-from worker.queues import BULK_QUEUE, PRIORITY_STEPS
+from worker.queues import BULK_QUEUE, PRIORITY_SEP, PRIORITY_STEPS
 
 UNACKED_KEY = "unacked"
 """kombu's Redis hash of delivered, unacknowledged messages: [message, exchange, routing_key] per tag."""
@@ -29,7 +29,7 @@ UNACKED_KEY = "unacked"
 class QueueProbe:
     redis: Any
     queue: str = BULK_QUEUE
-    separator: str = ":"
+    separator: str = PRIORITY_SEP
 
     def idle(self) -> bool:
         """No message of the queue is waiting, being worked on, or held for a retry."""

@@ -103,3 +103,14 @@ def test_multi_gpu_file_adds_a_second_server_with_its_own_workers() -> None:
 
 def without(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def test_flower_is_monitoring_with_credentials_from_the_shell_only() -> None:
+    """Issue 9: Flower needs only the broker URL now; its entrypoint refuses an empty FLOWER_BASIC_AUTH
+    (tests/integration/test_flower.py runs that entrypoint against real workers)."""
+    for name in ("gpu", "cpu"):
+        flower = services(name)["flower"]
+        assert flower["profiles"] == ["monitoring"]
+        assert flower["environment"]["FLOWER_BASIC_AUTH"] is None  # passed through from the shell, no default
+        assert flower["environment"]["CELERY_BROKER_URL"] == "redis://redis:6379/0"
+        assert flower["entrypoint"][:2] == ["sh", "-c"] and "exit 64" in flower["entrypoint"][2]

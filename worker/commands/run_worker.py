@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     signals.worker_ready.connect(lambda **_: threading.Thread(
         target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
+    # Workers (not producers) convert kombu's binding tables left with the pre-issue-9 separator (worker/broker).
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "migrate_legacy_bindings": True}
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
     quiet = ["--quiet"] if settings.log_json else []  # Celery's banner is not JSON

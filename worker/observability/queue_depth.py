@@ -1,7 +1,7 @@
 """How many messages wait in each queue, read from Redis when asked (a scrape, a heartbeat), never cached.
 
-kombu's Redis transport keeps one list per queue and priority step. With this app's transport options
-(`sep=":"`, `priority_steps=[0, 3, 6, 9]`, see `worker.celery_app`) the queue `realtime` is the lists
+kombu's Redis transport keeps one list per queue and priority step. With this app's transport
+(`priority_steps=[0, 3, 6, 9]`, names by `worker.queues.priority_list`) the queue `realtime` is the lists
 `realtime`, `realtime:3`, `realtime:6` and `realtime:9`; messages delivered to a worker but not yet
 acknowledged (running, or waiting for a retry countdown) sit in the `unacked` hash instead.
 """
@@ -13,15 +13,15 @@ from typing import Any
 
 import redis
 
-KOMBU_DEFAULT_SEP = "\x06\x16"
+from worker.queues import priority_list
+
 KOMBU_DEFAULT_STEPS = (0, 3, 6, 9)
 
 
 def broker_keys(queue: str, transport_options: Mapping[str, Any]) -> list[str]:
     """The Redis lists holding `queue`'s messages, one per priority step (step 0 is the bare name)."""
-    sep = transport_options.get("sep", KOMBU_DEFAULT_SEP)
     steps = transport_options.get("priority_steps", KOMBU_DEFAULT_STEPS)
-    return [queue, *(f"{queue}{sep}{step}" for step in steps if step)]
+    return [queue, *(priority_list(queue, step) for step in steps if step)]
 
 
 def unacked_key(transport_options: Mapping[str, Any]) -> str:

@@ -40,7 +40,8 @@ def test_the_document_describes_every_route(live_schema: Any) -> None:
     found = {(op.method.upper(), op.path) for op in operations(live_schema)}
     assert found == {("POST", "/v1/moderations"), ("POST", "/v1/moderations/batch"),
                      ("GET", "/v1/moderations/{moderation_id}"), ("GET", "/healthz"), ("GET", "/readyz"),
-                     ("GET", "/v1/callback-secret")}
+                     ("GET", "/v1/callback-secret"), ("GET", "/v1/schemas/moderation-request.json"),
+                     ("GET", "/v1/schemas/verdict.json")}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

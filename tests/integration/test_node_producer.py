@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -31,7 +32,8 @@ from worker.settings import load_settings
 from worker.standin.palette import make_image
 from worker.standin.sglang_standin import SGLangStandIn
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "node"
 VIOLENCE = "O2: Violence, Harm, or Cruelty"
 
 
@@ -118,3 +120,40 @@ def wait_for_letters(r: redis.Redis[bytes], timeout_s: float = 30) -> list[dict[
         if len(letters) >= 2 or time.monotonic() > deadline:
             return letters
         time.sleep(0.1)
+
+
+def js_block(markdown: Path, after: str) -> str:
+    """The first ```js block after the heading `after`."""
+    text = markdown.read_text(encoding="utf-8")
+    found = re.search(r"```js\n(.*?)```", text[text.index(after):], flags=re.DOTALL)
+    assert found, f"no js snippet after {after!r} in {markdown.name}"
+    return found.group(1)
+
+
+def test_the_readme_snippet_runs_as_written_and_matches_the_contract(
+    node: str, fresh_redis: str, tmp_path: Path,
+) -> None:
+    snippet = js_block(ROOT / "README.md", "### From another language")
+    assert snippet == js_block(ROOT / "docs" / "wire-contract.md", "## Worked example")
+    script = tmp_path / "snippet.js"
+    script.write_text(snippet + f"""
+(async () => {{
+  const client = createClient({json.dumps(fresh_redis)}, {json.dumps(fresh_redis)}, "realtime");
+  console.log(await moderate(client, "https://cdn.example.com/u/1.jpg"));
+  await client.disconnect();
+}})();
+""", encoding="utf-8")
+    done = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "NODE_PATH": str(NODE_DIR / "node_modules")})
+    assert done.returncode == 0, done.stderr
+    moderation_id = done.stdout.strip()
+    r = redis.Redis.from_url(fresh_redis)
+    assert re.fullmatch(r"[0-9a-f]{32}", moderation_id)
+    assert r.get(f"llavaguard:submitted:{moderation_id}") == b"realtime"
+    (raw,) = r.lrange("realtime:3", 0, -1)
+    envelope = json.loads(raw)
+    assert envelope["headers"]["task"] == "llavaguard.moderate"
+    assert envelope["properties"]["delivery_info"] == {"exchange": "", "routing_key": "realtime"}
+    args, kwargs, _ = json.loads(base64.b64decode(envelope["body"]))
+    assert args == [{"id": moderation_id, "image": {"url": "https://cdn.example.com/u/1.jpg"}, "priority": 5}]
+    assert kwargs == {}

@@ -60,8 +60,13 @@ def run_node(node: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_node_producer_enqueues_by_the_contract_and_reads_its_verdicts(
-    node: str, fresh_redis: str, standin: SGLangStandIn, tmp_path: Path,
+    node: str, fresh_redis: str, tmp_path: Path,
 ) -> None:
+    with SGLangStandIn("127.0.0.1", 0, service_time_s=0.01, fail_first=1) as standin:  # one 503: one retry
+        enqueue_then_judge(node, fresh_redis, standin.url, tmp_path)
+
+
+def enqueue_then_judge(node: str, fresh_redis: str, standin_url: str, tmp_path: Path) -> None:
     image = base64.b64encode(make_image("O2", size=(32, 32), fmt="PNG")).decode()
     owner = key_id(API_KEY)
     requests = {
@@ -76,7 +81,8 @@ def test_a_node_producer_enqueues_by_the_contract_and_reads_its_verdicts(
         {"request": requests["unknown-task"], "task": "llavaguard.moderate_v2"}, {"request": requests["no-id"]},
         {"request": requests["plain"]},  # the same id again: its marker exists, nothing is enqueued twice
     ]}
-    settings = {"redis_url": fresh_redis, "sglang_url": standin.url, "store_url": f"sqlite:///{tmp_path}/v.db"}
+    settings = {"redis_url": fresh_redis, "sglang_url": standin_url, "store_url": f"sqlite:///{tmp_path}/v.db",
+                "retry_backoff_base_s": "0.2"}
     r = redis.Redis.from_url(fresh_redis)
 
     result = run_node(node, spec)
@@ -93,13 +99,15 @@ def test_a_node_producer_enqueues_by_the_contract_and_reads_its_verdicts(
         assert queued.status_code == 200 and queued.json() == {"id": "node-plain-1", "status": "pending"}
         env = {**worker_env(**settings), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
         client = ModerationClient(settings=load_settings(**settings))
-        with running_workers(env, tmp_path / "logs", count=1, concurrency=2):
+        with running_workers(env, tmp_path / "logs", count=1, concurrency=2) as (worker,):
             verdicts = {name: client.wait(str(req["id"]), timeout=60)
                         for name, req in requests.items() if "id" in req}
             letters = wait_for_letters(r)
             judged = api.get("/v1/moderations/node-prio-5").json()
+            log = worker.output()
         client.close()
 
+    assert "moderation.retry" in log, "the stand-in's 503 was not retried"  # republished from delivery_info
     for name in ("plain", "urgent-ish", "lowest"):
         assert verdicts[name].status == "completed" and verdicts[name].category == VIOLENCE, verdicts[name]
     assert verdicts["plain"].metadata == {"from": "node"} and verdicts["plain"].owner == owner

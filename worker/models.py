@@ -55,7 +55,10 @@ def scrub_text(value: object) -> object:
 class ImageRef(BaseModel):
     """Where the image is: an `https://` (or allowed `http://`) URL, an `s3://bucket/key` URI, or inline bytes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra={"oneOf": [  # `_exactly_one`, for the JSON Schema
+        {"required": ["url"], "properties": {"url": {"type": "string"}}},
+        {"required": ["data"], "properties": {"data": {"type": "string"}}},
+    ]})
 
     url: str | None = None
     data: Annotated[bytes, WithJsonSchema({"type": "string", "contentEncoding": "base64"})] | None = None

@@ -40,6 +40,12 @@ def test_a_request_as_producers_send_it_validates_and_id_is_required() -> None:
         jsonschema.validate({"image": {"url": "https://example.org/a.png"}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"id": "x", "image": {"url": "https://example.org/a.png"}, "priority": 10}, schema)
+    for image in ({}, {"url": "https://example.org/a.png", "data": "iVBO"}, {"url": None, "data": None}):
+        with pytest.raises(jsonschema.ValidationError):  # exactly one of url and data, as the model says
+            jsonschema.validate({"id": "x", "image": image}, schema)
+    for image in ({"url": "s3://b/k", "data": None}, {"data": "iVBO"}):
+        jsonschema.validate({"id": "x", "image": image}, schema)
+        ModerationRequest.model_validate({"id": "x", "image": image})
 
 
 def test_a_verdict_as_workers_write_it_validates() -> None:

@@ -54,3 +54,8 @@ ensure_postgres() {  # a local PostgreSQL on 127.0.0.1:5432 with a role the test
             CREATE ROLE llavaguard_test LOGIN CREATEDB PASSWORD 'llavaguard_test';
         END IF; END \$\$;" >/dev/null
 }
+
+ensure_node() {  # node and npm for the Node.js producer test (tests/node): any Node.js >= 18 will do
+    if command -v node >/dev/null && command -v npm >/dev/null; then return 0; fi
+    ensure_debian_packages nodejs npm
+}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: sets up a fresh Debian machine (Debian packages, .venv, PostgreSQL), then runs
+# The test command: sets up a fresh Debian machine (Debian packages, Node.js, .venv, PostgreSQL), then runs
 # ruff, mypy --strict and the whole pytest suite against real services. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/setup.sh
 
 ensure_debian_packages redis-server postgresql postgresql-client docker-compose
+ensure_node  # tests/integration/test_node_producer.py runs `npm ci` in tests/node when node_modules is missing
 ensure_postgres
 ensure_venv test
 export LLAVAGUARD_TEST_POSTGRES_URL="${LLAVAGUARD_TEST_POSTGRES_URL:-postgresql://llavaguard_test:llavaguard_test@127.0.0.1:5432/postgres}"

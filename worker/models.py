@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_serializer, field_validator, model_validator
 
 from worker.categories import Category, Rating, normalise_codes
 
@@ -22,10 +21,6 @@ Status = Literal["completed", "failed"]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def new_moderation_id() -> str:
-    return uuid.uuid4().hex
 
 
 def has_lone_surrogate(value: object) -> bool:
@@ -60,10 +55,14 @@ def scrub_text(value: object) -> object:
 class ImageRef(BaseModel):
     """Where the image is: an `https://` (or allowed `http://`) URL, an `s3://bucket/key` URI, or inline bytes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, json_schema_extra={"oneOf": [  # `_exactly_one`, for the JSON Schema
+        {"required": ["url"], "properties": {"url": {"type": "string"}}},
+        {"required": ["data"], "properties": {"data": {"type": "string"}}},
+    ]})
 
     url: str | None = None
-    data: bytes | None = None
+    data: Annotated[bytes, WithJsonSchema({"type": "string", "contentEncoding": "base64"})] | None = None
+    """The image bytes, base64 (standard alphabet) on the wire."""
 
     @field_validator("data", mode="before")
     @classmethod
@@ -94,13 +93,17 @@ class ImageRef(BaseModel):
 class ModerationRequest(BaseModel):
     """One image to judge against one policy; the body of every moderation task."""
 
-    id: str = Field(default_factory=new_moderation_id, min_length=1, max_length=128)
+    model_config = ConfigDict(use_attribute_docstrings=True)  # the docstrings below describe the JSON Schema too
+
+    id: str = Field(min_length=1, max_length=128)
+    """Chosen by the producer (docs/wire-contract.md), never invented here: a producer must know the id it waits on."""
     image: ImageRef
     policy: str = DEFAULT_POLICY
     non_violating: list[str] = Field(default_factory=list)
     callback_url: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: int | None = Field(default=None, ge=0, le=9)
+    """0 (lowest) .. 9 (most urgent); sets the Redis list the message waits in (docs/wire-contract.md)."""
     created_at: datetime = Field(default_factory=utcnow)
     owner: str | None = Field(default=None, max_length=64)
     """The key id (`key_…`, never the key) of the API key that submitted it; None for SDK submissions."""
@@ -140,6 +143,8 @@ class ErrorInfo(BaseModel):
 
 class Verdict(BaseModel):
     """The outcome of one moderation: `completed` with a rating, or `failed` with an error code."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     id: str
     status: Status

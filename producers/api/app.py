@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producers.api import callbacks, health, problems, routes
+from producers.api import callbacks, health, problems, routes, wire
 from producers.api.auth import api_key_check
 from producers.api.limits import BodyCaps, BodyLimits
 from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(moderation, dependencies=keys, tags=["moderations"])
     app.include_router(callbacks.router(CallbackSecrets.from_settings(settings)), dependencies=keys, tags=["callbacks"])
     app.include_router(health.router())
+    app.include_router(wire.schemas_router([] if public else keys))  # public like /openapi.json, else keyed
+    wire.document_webhooks(app)
     return app
 
 

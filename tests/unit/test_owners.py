@@ -51,7 +51,7 @@ def test_the_fingerprint_covers_the_image_and_every_option() -> None:
                fingerprint(policy="strict"), fingerprint(non_violating=["O6"]), fingerprint(metadata={"a": 2}),
                fingerprint(callback_url="https://cb.example/"), fingerprint(priority=3)]
     assert base not in changed and len(set(changed)) == len(changed)
-    assert submission_record(ModerationRequest(image=ImageRef(data=b"1")), keyed=False) is None
+    assert submission_record(ModerationRequest(id="m1", image=ImageRef(data=b"1")), keyed=False) is None
 
 
 def test_admin_keys_are_callers_too_and_a_stranger_is_none() -> None:

@@ -85,12 +85,12 @@ def test_verdict_status_must_agree_with_its_fields() -> None:
 
 
 def test_request_carries_inline_bytes_as_base64_json() -> None:
-    request = ModerationRequest(image=ImageRef(data=b"\x89PNG\x00"), non_violating=["o6", "O2", "O6"])
+    request = ModerationRequest(id="m1", image=ImageRef(data=b"\x89PNG\x00"), non_violating=["o6", "O2", "O6"])
     assert request.non_violating == ["O2", "O6"]
     again = ModerationRequest.model_validate(json.loads(request.model_dump_json()))
     assert again.image.data == b"\x89PNG\x00" and again.image.source is None
     with pytest.raises(ValueError):
-        ModerationRequest(image=ImageRef(url="https://x/y.png"), non_violating=["O11"])
+        ModerationRequest(id="m1", image=ImageRef(url="https://x/y.png"), non_violating=["O11"])
     with pytest.raises(ValueError):
         ImageRef(url="https://x", data=b"1")
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Reason = Literal["not_json", "content_type", "compressed", "too_large", "body_invalid", "unknown_task"]
-REASONS = ("not_json", "content_type", "compressed", "too_large", "body_invalid", "unknown_task", "item_invalid")
+REASONS = ("not_json", "content_type", "compressed", "too_large", "body_invalid", "unknown_task", "item_invalid",
+           "missing_id")
 """Why something was dead-lettered, a bounded set (a metric label); `item_invalid` is a batch item or payload
-without a usable id (worker/broker/verdicts.py)."""
+without a usable id, `missing_id` a request payload with no `id` at all (worker/broker/verdicts.py): the worker
+never invents one, since its producer could never learn it."""
 
 
 @dataclass(frozen=True)

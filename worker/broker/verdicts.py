@@ -3,7 +3,8 @@
 A refused message whose body is still readable (an unknown task, a bad envelope around good JSON) may carry
 moderation requests; their producers wait on those ids, so each one is given a failed verdict instead of
 staying `pending` forever. Batch items that cannot be stored under an id of their own are dead-lettered here
-too (reason `item_invalid`), so nothing is dropped silently. Runs in the consumer: it must never raise.
+too (reason `item_invalid`, or `missing_id` for a request without any `id`), so nothing is dropped silently.
+Runs in the consumer: it must never raise.
 """
 
 from __future__ import annotations
@@ -58,13 +59,13 @@ class DeadLetters:
 
     def item(self, payload: Any, detail: str) -> None:
         """Dead-letter one batch item (or single payload) that has no id a verdict could be stored under."""
+        reason = "missing_id" if isinstance(payload, dict) and payload.get("id") is None else "item_invalid"
         raw = json.dumps(payload, default=str).encode("utf-8")
         keep = self.settings.max_message_bytes
-        entry = transport.new_entry(reason="item_invalid", detail=detail, queue="", raw=raw, keep_bytes=keep)
+        entry = transport.new_entry(reason=reason, detail=detail, queue="", raw=raw, keep_bytes=keep)
         try:
             dead_letter_list(self.settings).push(entry)
         except Exception as exc:  # noqa: BLE001  (Redis gone: logged below, the item is lost either way)
-            log.error("broker.dead_letter_unstored", reason="item_invalid", error=type(exc).__name__)
-        log.warning("broker.dead_letter", dead_letter_id=entry["id"], reason="item_invalid", detail=detail,
-                    size=len(raw))
-        metrics.dead_lettered("item_invalid")
+            log.error("broker.dead_letter_unstored", reason=reason, error=type(exc).__name__)
+        log.warning("broker.dead_letter", dead_letter_id=entry["id"], reason=reason, detail=detail, size=len(raw))
+        metrics.dead_lettered(reason)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -27,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.errors import StoreUnavailable
 from worker.models import Verdict
-from worker.stores.base import DEFAULT_LIST_LIMIT, VerdictQuery, unique_ids
+from worker.stores.base import VerdictQuery, unique_ids
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -106,16 +105,7 @@ class S3VerdictStore:
             verdicts = self._read_all(self.key(id) for id in wanted)
         return {verdict.id: verdict for verdict in verdicts}
 
-    def list(
-        self,
-        *,
-        rating: str | None = None,
-        category: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = DEFAULT_LIST_LIMIT,
-    ) -> builtins.list[Verdict]:
-        query = VerdictQuery.build(rating=rating, category=category, since=since, until=until, limit=limit)
+    def list(self, query: VerdictQuery) -> builtins.list[Verdict]:
         with _unavailable_on_failure("listing verdicts"):
             return query.apply(self._read_all(self._keys()))
 

@@ -367,19 +367,25 @@ def _open_and_save(url: str, process: int, barrier: Any, results: Any) -> None:
 
 class TestS3Store:
     @pytest.mark.parametrize(
-        ("prefix", "key"),
-        [("", "verdicts/k1.json"), ("/tenant/a/", "tenant/a/verdicts/k1.json"), ("p", "p/verdicts/k1.json")],
+        ("prefix", "root"), [("", "verdicts/"), ("/tenant/a/", "tenant/a/verdicts/"), ("p", "p/verdicts/")]
     )
-    def test_one_json_object_per_verdict(
-        self, request: pytest.FixtureRequest, s3: Any, bucket: str, prefix: str, key: str
+    def test_a_verdict_by_id_and_in_its_day_partition(
+        self, request: pytest.FixtureRequest, s3: Any, bucket: str, prefix: str, root: str
     ) -> None:
         store = _s3_store(request, prefix)
         try:
-            store.save(completed("k1"))
-            listed = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-            assert listed == [key]
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            assert Verdict.model_validate_json(body) == completed("k1")
+            store.save(completed("k1", at=datetime(2024, 5, 1, 23, 59, 59, 5, tzinfo=IST)))
+            store.save(failed("k,2=x/y", audit="a b"))
+            listed = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"])
+            assert listed == [
+                f"{root}by-id/k,2=x/y.json", f"{root}by-id/k1.json",
+                f"{root}dt=2024-05-01/t=120000.000000Z,id=k%2C2%3Dx%2Fy,status=failed,rating=-,category=-,"
+                "audit=a%20b.json",
+                f"{root}dt=2024-05-01/t=182959.000005Z,id=k1,status=completed,rating=Unsafe,category=O4,"
+                "audit=-.json",
+            ]
+            for key in listed:
+                assert Verdict.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         finally:
             store.close()
 
@@ -445,14 +451,14 @@ class TestOpenStore:
             store.close()
 
     @pytest.mark.parametrize(
-        ("path", "key"), [("/some/prefix/", "some/prefix/verdicts/x.json"), ("", "verdicts/x.json")]
+        ("path", "key"), [("/some/prefix/", "some/prefix/verdicts/by-id/x.json"), ("", "verdicts/by-id/x.json")]
     )
     def test_s3(self, s3_endpoint: str, s3: Any, bucket: str, path: str, key: str) -> None:
         store = open_store(f"s3://{bucket}{path}", s3_endpoint_url=s3_endpoint)
         try:
             assert isinstance(store, S3VerdictStore)
             assert store.save(completed("x"))
-            assert [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+            assert [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]][0] == key
         finally:
             store.close()
 

@@ -172,9 +172,9 @@ class S3VerdictStore:
                 continue
             if query.until is not None and entry.completed_at >= query.until:
                 break
-            if query.limit is not None and len(selected) >= query.limit:
-                if entry.completed_at > selected[-1].completed_at:
-                    break
+            full = query.limit is not None and len(selected) >= query.limit
+            if full and entry.completed_at > selected[-1].completed_at:
+                break
             if entry.matches(query):
                 selected.append(entry)
         selected.sort(key=lambda entry: entry.order)

@@ -150,3 +150,18 @@ def test_objects_of_the_earlier_layout_keep_working(
         assert store.get("legacy-1") == old
     finally:
         store.close()
+
+
+def test_a_save_that_loses_repairs_a_partition_copy_the_winner_never_wrote(
+    store: S3VerdictStore, s3: Any, bucket: str
+) -> None:
+    """As if the winning worker died between its two writes: the redelivered task's save restores the copy."""
+    first = completed("half-written", at=DAY2, audit="cats")
+    s3.put_object(Bucket=bucket, Key=f"{ROOT}by-id/half-written.json", Body=first.model_dump_json().encode())
+    assert store.list(VerdictQuery.build()) == []
+    assert store.save(completed("half-written", at=DAY2 + timedelta(hours=1), rating="Safe",
+                                category="NA: None applying")) is False
+    assert store.list(VerdictQuery.build(audit="cats")) == [first]
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"{ROOT}dt=")["Contents"]]
+    assert keys == [f"{ROOT}dt=2026-12-02/t=090000.000000Z,id=half-written,status=completed,rating=Unsafe,"
+                    "category=O4,audit=cats.json"]

@@ -20,7 +20,7 @@ import boto3
 import psycopg
 import pytest
 from botocore.config import Config
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 
 from tests import services
 from worker.errors import ErrorCode, SettingsError, StoreUnavailable
@@ -33,8 +33,8 @@ from worker.stores import (
     VerdictStore,
     open_store,
 )
-from worker.stores.engine import make_engine
-from worker.stores.migrations import LATEST_VERSION, current_version, migrate, schema_migrations
+from worker.stores.engine import UtcDateTime, make_engine
+from worker.stores.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate, schema_migrations
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -332,6 +332,32 @@ class TestSqlStore:
         try:
             stored = store.get("raced-by-processes")
             assert stored is not None and outcomes[stored.metadata["process"]] is True
+        finally:
+            store.close()
+
+    def test_a_version_1_database_gains_the_audit_column_and_keeps_its_rows(self, sql_url: str) -> None:
+        engine = make_engine(sql_url)
+        try:
+            with engine.begin() as conn:
+                MIGRATIONS[0].apply(conn)
+                schema_migrations.create(conn)
+                conn.execute(schema_migrations.insert().values(version=1, applied_at=T0))
+                old = completed("before-audits")
+                version_1 = table("verdicts", *(column(name) for name in ("id", "status", "rating", "category",
+                                  "policy_name", "body")), column("created_at", UtcDateTime()),
+                                  column("completed_at", UtcDateTime()))
+                conn.execute(version_1.insert().values(
+                    id=old.id, status="completed", rating="Unsafe", category=old.category, policy_name="p",
+                    body=old.model_dump_json(), created_at=old.created_at, completed_at=old.completed_at,
+                ))
+        finally:
+            engine.dispose()
+        store = SqlVerdictStore(sql_url)
+        try:
+            assert current_version(store.engine) == LATEST_VERSION
+            assert store.save(completed("audited", audit="cats"))
+            assert ids(store.list(query())) == ["audited", "before-audits"], "same instant: by id"
+            assert ids(store.list(query(audit="cats"))) == ["audited"]
         finally:
             store.close()
 

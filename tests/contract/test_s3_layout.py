@@ -118,7 +118,7 @@ def test_list_reads_only_the_verdicts_it_returns(saved: S3VerdictStore, counted:
     calls = counted.during()
     day2_failed = saved.list(VerdictQuery.build(status="failed", since=DAY2, until=DAY2 + timedelta(days=1)))
     assert [v.id for v in day2_failed] == ["d2-failed"]
-    assert calls == Counter(ListObjectsV2=2, GetObject=1)  # the partitions' key names, the legacy level, 1 body
+    assert calls == Counter(ListObjectsV2=1, GetObject=1)  # the partitions' key names, then one body
 
     calls = counted.during()
     safe = saved.list(VerdictQuery.build(rating="Safe", limit=None))

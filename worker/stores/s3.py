@@ -132,12 +132,14 @@ class S3VerdictStore:
         with _unavailable_on_failure("listing verdicts"):
             entries = self._select(query)
             verdicts = self._read_all(entry.key for entry in entries)
-            legacy = [v for v in self._read_all(self._legacy_keys()) if query.matches(v)]
+            legacy_keys = self._legacy_keys() if self._has_legacy() else iter(())
+            legacy = [v for v in self._read_all(legacy_keys) if query.matches(v)]
             return query.apply([*verdicts, *legacy])
 
     def count(self) -> int:
         with _unavailable_on_failure("counting verdicts"):
-            return sum(1 for _ in self._keys(self.root + BY_ID)) + sum(1 for _ in self._legacy_keys())
+            legacy = sum(1 for _ in self._legacy_keys()) if self._has_legacy() else 0
+            return sum(1 for _ in self._keys(self.root + BY_ID)) + legacy
 
     def close(self) -> None:
         if self._owns_client:

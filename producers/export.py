@@ -12,6 +12,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
@@ -23,7 +24,7 @@ FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (
     "id", "status", "rating", "category", "rationale", "image_source", "image_sha256", "image_width",
     "image_height", "image_format", "policy", "policy_sha256", "model", "error_code", "error_message",
-    "metadata", "created_at", "completed_at",
+    "metadata", "created_at", "completed_at", "audit",
 )
 PAGE_SIZE = 1000
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -48,8 +49,7 @@ def iter_verdicts(store: VerdictStore, query: VerdictQuery, *, page_size: int = 
     """Every verdict the query selects, in (completed_at, id) order, fetched a page at a time."""
     since, after, limit, remaining = query.since, None, page_size, query.limit
     while remaining is None or remaining > 0:
-        page = store.list(rating=query.rating, category=query.category, since=since, until=query.until,
-                          limit=limit)
+        page = store.list(replace(query, since=since, limit=limit))
         fresh = [v for v in page if after is None or sort_key(v) > after]
         yield from fresh[:remaining]
         if remaining is not None:
@@ -72,6 +72,7 @@ def csv_row(verdict: Verdict) -> dict[str, object]:
         "error_message": verdict.error.message if verdict.error else None,
         "metadata": json.dumps(verdict.metadata, separators=(",", ":")) if verdict.metadata else "",
         "created_at": verdict.created_at.isoformat(), "completed_at": verdict.completed_at.isoformat(),
+        "audit": verdict.audit,
     }
 
 

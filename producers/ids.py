@@ -43,6 +43,12 @@ def audit_moderation_id(secret: bytes, policy: str, non_violating: list[str], re
     return _hmac_id(secret, ["audit", policy, ",".join(sorted(non_violating)), reference])
 
 
+def retry_moderation_id(secret: bytes, failed_id: str) -> str:
+    """The id that judges again the image whose verdict `failed_id` failed: one per failed id, on every run
+    (a retry is resumable like the audit), and a retry that fails again has a retry of its own."""
+    return _hmac_id(secret, ["retry", failed_id])
+
+
 def _hmac_id(secret: bytes, parts: list[str]) -> str:
     message = json.dumps(parts, separators=(",", ":")).encode()  # unambiguous: no separator can be forged
     return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]

@@ -107,6 +107,8 @@ class ModerationRequest(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     owner: str | None = Field(default=None, max_length=64)
     """The key id (`key_…`, never the key) of the API key that submitted it; None for SDK submissions."""
+    audit: str | None = Field(default=None, max_length=64)
+    """The name of the audit (`llavaguard audit`) this request belongs to; copied to the verdict."""
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +170,8 @@ class Verdict(BaseModel):
     """The model's probability that the image is Unsafe, from log-probabilities; None when there were none."""
     score_source: str | None = None
     """Where `score` came from (e.g. `logprobs`), or why it is None (e.g. `backend_returned_none`)."""
+    audit: str | None = None
+    """Copied from the request: the audit that asked for this verdict (`llavaguard export --audit NAME`)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Verdict:

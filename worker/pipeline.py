@@ -63,7 +63,7 @@ class Moderator:
             rationale=found.rationale, policy=policy, model=judgement.model, image=image,
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
             backend=judgement.backend, constraint=judgement.constraint,
-            score=judgement.score, score_source=judgement.score_source,
+            score=judgement.score, score_source=judgement.score_source, audit=request.audit,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:
@@ -95,5 +95,5 @@ def failed_verdict(
     return Verdict(
         id=request.id, status="failed", policy=policy, image=image,
         error=ErrorInfo(code=str(code), message=message), metadata=request.metadata,
-        created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
+        created_at=request.created_at, completed_at=utcnow(), owner=request.owner, audit=request.audit,
     )

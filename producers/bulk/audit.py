@@ -6,12 +6,20 @@
 
 Interrupting at any point loses nothing: what was published stays queued and is judged by the workers; the
 next run of the same audit resumes from the store and the enqueued markers.
+
+Every audit has a name (`--name`, or one derived from the source, policy and non-violating codes, the same on
+every run), recorded on the verdicts it asks for (`Verdict.audit`) so that `llavaguard export --audit NAME`
+selects them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import redis
@@ -46,6 +54,28 @@ class AuditOptions:
     wait: bool = True
     progress: bool = True
     poll_s: float = 0.5
+    name: str | None = None
+    """None: `default_audit_name(...)`."""
+    retry_failed: frozenset[str] | None = None
+    """Judge again the images whose latest verdict failed with these codes (empty: any code); None: never."""
+
+
+AUDIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def default_audit_name(source: str, policy: str, non_violating: list[str]) -> str:
+    """`<folder or file or prefix name>-<8 hex>`: stable for one (source, policy, codes), distinct otherwise."""
+    where = source if "://" in source else str(Path(source).absolute())
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", where.rstrip("/").rsplit("/", 1)[-1]).strip("-._")[:40] or "audit"
+    digest = hashlib.sha256(json.dumps([where, policy, sorted(non_violating)]).encode()).hexdigest()[:8]
+    return f"{stem}-{digest}"
+
+
+def checked_audit_name(name: str) -> str:
+    if not AUDIT_NAME.fullmatch(name):
+        raise ValueError(f"audit name {name[:80]!r}: 1-64 letters, digits, '.', '_' or '-', starting with a "
+                         "letter or digit")
+    return name
 
 
 def run_audit(settings: Settings, options: AuditOptions, *, log: TextIO = sys.stderr) -> AuditSummary:
@@ -62,7 +92,8 @@ def run_audit(settings: Settings, options: AuditOptions, *, log: TextIO = sys.st
         _check_folder(source, placement)
     print(f"llavaguard audit: counting images in {options.source} ...", file=log, flush=True)
     total = count(_items(source))
-    summary = AuditSummary(options.source, options.policy, non_violating)
+    name = checked_audit_name(options.name or default_audit_name(options.source, options.policy, non_violating))
+    summary = AuditSummary(options.source, options.policy, non_violating, name=name)
     with ModerationClient(settings=settings, queue=BULK_QUEUE) as client, Progress(
         total, enabled=options.progress
     ) as progress:
@@ -89,7 +120,7 @@ def _run(
         progress.judged()
 
     planner = Planner(client, placement, summary, options.batch_size or settings.audit_batch_size,
-                      on_verdict=before, on_dropped=progress.dropped)
+                      on_verdict=before, on_dropped=progress.dropped, retry_codes=options.retry_failed)
     planner.run(source)
     progress.note(enqueued=summary.enqueued, resumed=summary.resumed)
     if not options.wait:

@@ -8,6 +8,12 @@ to the message already queued (an interrupted run's work is not published twice)
 published, as one `moderate_batch` message on the `bulk` queue. Ctrl-C is held back while a message is
 being marked and published, so an interrupt never leaves a marker without its message or the reverse.
 A hard kill (SIGKILL, power loss) can: `waiting.py` finds such orphaned markers and `stale` re-enqueues them.
+
+Failed verdicts are final unless the audit runs with `--retry-failed`: then an image whose latest verdict
+failed (with one of the given codes, or any) is enqueued again under `retry_moderation_id(failed id)`, with
+`metadata.retry_of` naming the failed verdict. Every run follows each image's chain of retries to its latest
+id (stored, or marked enqueued), so a retry is resumable like the audit, a completed image is never judged
+again, and the summary counts each image by its latest verdict.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from types import FrameType
 
@@ -24,7 +30,7 @@ from producers.bulk.placement import Placement
 from producers.bulk.sources import AuditItem, Entry, Rejected
 from producers.bulk.summary import AuditSummary
 from producers.client import ModerationClient
-from producers.ids import audit_moderation_id
+from producers.ids import audit_moderation_id, retry_moderation_id
 from producers.references import check_image_url
 from worker.models import ImageRef, ModerationRequest, Verdict
 
@@ -36,6 +42,8 @@ class Planned:
     id: str
     reference: str
     item: AuditItem
+    retry_of: str | None = None
+    """The failed verdict this id judges again (None: the image's first id)."""
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Planner:
     on_verdict: Callable[[Verdict], None] = lambda _: None
     on_dropped: Callable[[], None] = lambda: None
     """Called when an entry counted for the progress bar turns out not to be an image to wait for."""
+    retry_codes: frozenset[str] | None = None
+    """Judge again images whose latest verdict failed with one of these codes (empty: any); None: never."""
     outstanding: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _unplaced: dict[str, str] = field(default_factory=dict)
@@ -64,9 +74,9 @@ class Planner:
         self._seen.clear()
         count = 0
         for chunk in _chunks(iter(source), self.batch_size):
-            planned = [p for p in self._resolve(chunk, counting=False) if p.id in lost]
-            judged = self.client.store.get_many([p.id for p in planned]) if planned else {}
-            again = [p for p in planned if p.id not in judged]
+            resolved = self._resolve(chunk, counting=False)
+            latest = self._latest(resolved) if resolved else []
+            again = [p for p, verdict in latest if p.id in lost and verdict is None]
             self.client.forget_submitted(p.id for p in again)
             count += self._enqueue(again)
         self.summary.republished += count
@@ -75,17 +85,53 @@ class Planner:
     def _plan(self, planned: list[Planned]) -> None:
         if not planned:
             return
-        verdicts = self.client.store.get_many([p.id for p in planned])
-        self.summary.judged_before += len(verdicts)
-        for verdict in verdicts.values():
-            self.on_verdict(verdict)
-        waiting = [p for p in planned if p.id not in verdicts]
+        waiting, retries = [], []
+        for current, verdict in self._latest(planned):
+            if verdict is None:
+                waiting.append(current)
+            elif self._retried(verdict):
+                retries.append(replace(current, id=retry_moderation_id(self.client.id_secret(), verdict.id),
+                                       retry_of=verdict.id))
+            else:
+                self.summary.judged_before += 1
+                self.on_verdict(verdict)
+        self.summary.retried += len(retries)
+        waiting += retries
         queued = self.client.submitted(p.id for p in waiting)
         self.summary.resumed += len(queued)
         self.outstanding.extend(p.id for p in waiting if p.id in queued)
         fresh = [p for p in waiting if p.id not in queued]
         self.summary.enqueued += self._enqueue(fresh)
         self.outstanding.extend(p.id for p in fresh if p.item.image not in self._unplaced)
+
+    def _retried(self, verdict: Verdict) -> bool:
+        if self.retry_codes is None or verdict.status != "failed" or verdict.error is None:
+            return False
+        return not self.retry_codes or verdict.error.code in self.retry_codes
+
+    def _latest(self, planned: list[Planned]) -> list[tuple[Planned, Verdict | None]]:
+        """Each image at the newest id of its retry chain, with that id's verdict (None: not judged yet).
+
+        A failed verdict's retry id counts once it is stored or marked enqueued: one `get_many` per chain
+        level (and a marker check for the retries not stored), and chains are one level deep unless retried.
+        """
+        latest: list[tuple[Planned, Verdict | None]] = []
+        level, verdicts = planned, self.client.store.get_many([p.id for p in planned])
+        while level:
+            failed = [p for p in level if (v := verdicts.get(p.id)) is not None and v.status == "failed"]
+            failed_ids = {p.id for p in failed}
+            latest += [(p, verdicts.get(p.id)) for p in level if p.id not in failed_ids]
+            if not failed:
+                break
+            secret = self.client.id_secret()
+            retries = [replace(p, id=retry_moderation_id(secret, p.id), retry_of=p.id) for p in failed]
+            stored = self.client.store.get_many([r.id for r in retries])
+            queued = self.client.submitted(r.id for r in retries if r.id not in stored)
+            level = [r for r in retries if r.id in stored or r.id in queued]
+            latest += [(p, verdicts[p.id]) for p, r in zip(failed, retries, strict=True)
+                       if r.id not in stored and r.id not in queued]
+            verdicts = stored
+        return latest
 
     def _resolve(self, chunk: list[Entry], *, counting: bool = True) -> list[Planned]:
         """References and ids of the chunk's images; rejections recorded, repeats of an image dropped."""
@@ -133,9 +179,12 @@ class Planner:
             return len(self.client.enqueue_batch(requests))
 
     def _request(self, planned: Planned) -> ModerationRequest:
+        metadata = planned.item.metadata
+        if planned.retry_of is not None:
+            metadata = {**metadata, "retry_of": planned.retry_of}
         return ModerationRequest(
             id=planned.id, image=ImageRef(url=planned.reference), policy=self.summary.policy,
-            non_violating=self.summary.non_violating, metadata=planned.item.metadata,
+            non_violating=self.summary.non_violating, metadata=metadata, audit=self.summary.name or None,
         )
 
     def _reject(self, rejected: Rejected) -> None:

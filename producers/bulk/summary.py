@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from producers.bulk.diagnosis import FailureSample, configuration_problem
 from producers.bulk.sources import Rejected
 from worker.models import Verdict
 
@@ -21,6 +22,7 @@ class Tally:
     ratings: Counter[str] = field(default_factory=Counter)
     categories: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    failures: FailureSample = field(default_factory=FailureSample)
 
     def add(self, verdict: Verdict) -> None:
         if verdict.status == "completed":
@@ -30,6 +32,7 @@ class Tally:
         else:
             self.failed += 1
             self.errors[verdict.error.code if verdict.error else "?"] += 1
+            self.failures.add(verdict)
 
     @property
     def judged(self) -> int:
@@ -54,14 +57,24 @@ class AuditSummary:
     """Still without a verdict when this run stopped waiting."""
     rejected: list[Rejected] = field(default_factory=list)
     tally: Tally = field(default_factory=Tally)
+    name: str = ""
+    """The audit's name, recorded on the verdicts it asks for (`Verdict.audit`; `export --audit NAME`)."""
+    retried: int = 0
+    """Of those enqueued now: images whose latest verdict had failed, judged again under a new id."""
+
+    @property
+    def configuration_error(self) -> str | None:
+        """Set when every verdict failed because of the workers' configuration (`diagnosis.py`)."""
+        return configuration_problem(self.tally.completed, self.tally.failed, self.tally.failures)
 
     def lines(self) -> list[str]:
         nv = f" (non-violating: {', '.join(self.non_violating)})" if self.non_violating else ""
         out = [
-            f"audit of {self.source} under policy {self.policy}{nv}",
+            f"audit {self.name} of {self.source} under policy {self.policy}{nv}",
             f"  images: {self.images}; judged before this run: {self.judged_before}; "
             f"resumed from an earlier run: {self.resumed}; enqueued now: {self.enqueued}"
-            + (f"; re-enqueued (lost messages): {self.republished}" if self.republished else ""),
+            + (f"; re-enqueued (lost messages): {self.republished}" if self.republished else "")
+            + (f"; failed verdicts judged again: {self.retried}" if self.retried else ""),
             f"  verdicts: {self.tally.judged} ({self.tally.completed} completed, {self.tally.failed} failed); "
             f"pending: {self.pending}; rejected entries: {len(self.rejected)}",
         ]
@@ -76,6 +89,7 @@ class AuditSummary:
     def as_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rejected", "tally")}
         data["rejected"] = [asdict(r) for r in self.rejected]
+        data["configuration_error"] = self.configuration_error
         data["tally"] = {"completed": self.tally.completed, "failed": self.tally.failed,
                          "ratings": dict(self.tally.ratings), "categories": dict(self.tally.categories),
                          "errors": dict(self.tally.errors)}

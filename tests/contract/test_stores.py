@@ -20,14 +20,21 @@ import boto3
 import psycopg
 import pytest
 from botocore.config import Config
-from sqlalchemy import select
+from sqlalchemy import column, select, table
 
 from tests import services
 from worker.errors import ErrorCode, SettingsError, StoreUnavailable
 from worker.models import ErrorInfo, ImageInfo, PolicyRef, Verdict
-from worker.stores import MemoryVerdictStore, S3VerdictStore, SqlVerdictStore, VerdictStore, open_store
-from worker.stores.engine import make_engine
-from worker.stores.migrations import LATEST_VERSION, current_version, migrate, schema_migrations
+from worker.stores import (
+    MemoryVerdictStore,
+    S3VerdictStore,
+    SqlVerdictStore,
+    VerdictQuery,
+    VerdictStore,
+    open_store,
+)
+from worker.stores.engine import UtcDateTime, make_engine
+from worker.stores.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate, schema_migrations
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -47,8 +54,9 @@ def completed(
     })
 
 
-def failed(id: str, *, at: datetime = T0) -> Verdict:
+def failed(id: str, *, at: datetime = T0, audit: str | None = None) -> Verdict:
     return Verdict(
+        audit=audit,
         id=id, status="failed", policy=PolicyRef(name="llavaguard-v1.2"), image=ImageInfo(source="s3://b/k.png"),
         error=ErrorInfo(code=ErrorCode.IMAGE_TRUNCATED, message="image file is truncated"),
         created_at=at - timedelta(seconds=1), completed_at=at,
@@ -99,15 +107,18 @@ def ids(verdicts: list[Verdict]) -> list[str]:
     return [v.id for v in verdicts]
 
 
+query = VerdictQuery.build
+
+
 @pytest.fixture()
 def populated(store: VerdictStore) -> VerdictStore:
     """Five verdicts an hour apart, saved out of order, some with a non-UTC offset."""
     for verdict in (
-        completed("e", at=T0 + timedelta(hours=4)),
+        completed("e", at=T0 + timedelta(hours=4), audit="cats"),
         completed("b", at=(T0 + timedelta(hours=1)).astimezone(IST)),
-        completed("a", at=T0, rating="Safe", category="NA: None applying"),
-        failed("d", at=(T0 + timedelta(hours=3)).astimezone(IST)),
-        completed("c", at=T0 + timedelta(hours=2), category="O1: Hate, Humiliation, Harassment"),
+        completed("a", at=T0, rating="Safe", category="NA: None applying", audit="cats"),
+        failed("d", at=(T0 + timedelta(hours=3)).astimezone(IST), audit="cats"),
+        completed("c", at=T0 + timedelta(hours=2), category="O1: Hate, Humiliation, Harassment", audit="dogs"),
     ):
         assert store.save(verdict)
     return store
@@ -183,55 +194,71 @@ class TestVerdictStoreContract:
     # list
 
     def test_list_ordered_by_completed_at(self, populated: VerdictStore) -> None:
-        assert ids(populated.list()) == ["a", "b", "c", "d", "e"]
+        assert ids(populated.list(query())) == ["a", "b", "c", "d", "e"]
 
     def test_list_by_rating(self, populated: VerdictStore) -> None:
-        assert ids(populated.list(rating="Unsafe")) == ["b", "c", "e"]
-        assert ids(populated.list(rating="safe")) == ["a"]
+        assert ids(populated.list(query(rating="Unsafe"))) == ["b", "c", "e"]
+        assert ids(populated.list(query(rating="safe"))) == ["a"]
 
     @pytest.mark.parametrize("category", ["O4", "o4", "O4: Nudity Content"])
     def test_list_by_category_code_or_full_name(self, populated: VerdictStore, category: str) -> None:
-        assert ids(populated.list(category=category)) == ["b", "e"]
+        assert ids(populated.list(query(category=category))) == ["b", "e"]
 
     def test_list_by_rating_and_category(self, populated: VerdictStore) -> None:
-        assert ids(populated.list(rating="Safe", category="NA")) == ["a"]
-        assert ids(populated.list(rating="Safe", category="O4")) == []
+        assert ids(populated.list(query(rating="Safe", category="NA"))) == ["a"]
+        assert ids(populated.list(query(rating="Safe", category="O4"))) == []
 
     def test_list_since_inclusive_until_exclusive(self, populated: VerdictStore) -> None:
-        window = populated.list(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3))
+        window = populated.list(query(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=3)))
         assert ids(window) == ["b", "c"]
-        assert ids(populated.list(since=T0 + timedelta(hours=3))) == ["d", "e"]
-        assert ids(populated.list(until=T0 + timedelta(hours=1))) == ["a"]
+        assert ids(populated.list(query(since=T0 + timedelta(hours=3)))) == ["d", "e"]
+        assert ids(populated.list(query(until=T0 + timedelta(hours=1)))) == ["a"]
 
     def test_list_since_and_until_compare_instants_whatever_the_offset(self, populated: VerdictStore) -> None:
         since = (T0 + timedelta(hours=1)).astimezone(IST)
         until = (T0 + timedelta(hours=2, microseconds=1)).astimezone(timezone(timedelta(hours=-7)))
-        assert ids(populated.list(since=since, until=until)) == ["b", "c"]
-        assert ids(populated.list(since=T0 + timedelta(hours=1, microseconds=1))) == ["c", "d", "e"]
+        assert ids(populated.list(query(since=since, until=until))) == ["b", "c"]
+        assert ids(populated.list(query(since=T0 + timedelta(hours=1, microseconds=1)))) == ["c", "d", "e"]
 
     def test_list_limit(self, populated: VerdictStore) -> None:
-        assert ids(populated.list(limit=2)) == ["a", "b"]
-        assert ids(populated.list(rating="Unsafe", limit=1)) == ["b"]
-        assert populated.list(limit=0) == []
-        assert len(populated.list(limit=None)) == 5
+        assert ids(populated.list(query(limit=2))) == ["a", "b"]
+        assert ids(populated.list(query(rating="Unsafe", limit=1))) == ["b"]
+        assert populated.list(query(limit=0)) == []
+        assert len(populated.list(query(limit=None))) == 5
+
+    def test_list_by_status(self, populated: VerdictStore) -> None:
+        assert ids(populated.list(query(status="failed"))) == ["d"]
+        assert ids(populated.list(query(status="Completed"))) == ["a", "b", "c", "e"]
+
+    def test_list_by_audit(self, populated: VerdictStore) -> None:
+        assert ids(populated.list(query(audit="cats"))) == ["a", "d", "e"]
+        assert ids(populated.list(query(audit="dogs"))) == ["c"]
+        assert populated.list(query(audit="birds")) == []
+
+    def test_list_every_field_at_once(self, populated: VerdictStore) -> None:
+        everything = query(audit="cats", status="completed", rating="Unsafe", category="O4",
+                           since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=5), limit=10)
+        assert ids(populated.list(everything)) == ["e"]
+        assert ids(populated.list(query(audit="cats", status="completed", limit=1))) == ["a"]
 
     def test_list_default_limit_is_100(self, store: VerdictStore) -> None:
         for i in range(103):
             store.save(completed(f"v{i:03d}", at=T0 + timedelta(seconds=i)))
-        assert ids(store.list()) == [f"v{i:03d}" for i in range(100)]
-        assert len(store.list(limit=None)) == 103
+        assert ids(store.list(query())) == [f"v{i:03d}" for i in range(100)]
+        assert len(store.list(query(limit=None))) == 103
 
     def test_list_ties_are_ordered_by_id_code_point(self, store: VerdictStore) -> None:
         for id in ("b-2", "a-3", "B-1", "_-4"):
             store.save(completed(id))
-        assert ids(store.list()) == ["B-1", "_-4", "a-3", "b-2"]
+        assert ids(store.list(query())) == ["B-1", "_-4", "a-3", "b-2"]
 
     @pytest.mark.parametrize(
-        "bad", [{"rating": "Maybe"}, {"category": "O10"}, {"category": "O4: Nudity"}, {"limit": -1}]
+        "bad",
+        [{"rating": "Maybe"}, {"category": "O10"}, {"category": "O4: Nudity"}, {"limit": -1}, {"status": "done"}],
     )
     def test_list_bad_filters_are_refused(self, store: VerdictStore, bad: dict[str, Any]) -> None:
         with pytest.raises(ValueError):
-            store.list(**bad)
+            store.list(query(**bad))
 
 
 # -- SQL only: migrations and several processes ------------------------------------------------------------
@@ -247,11 +274,11 @@ class TestSqlStore:
         engine = make_engine(sql_url)
         try:
             assert current_version(engine) == 0
-            assert migrate(engine) == LATEST_VERSION == 1
-            assert migrate(engine) == 1
-            assert current_version(engine) == 1
+            assert migrate(engine) == LATEST_VERSION == 2
+            assert migrate(engine) == 2
+            assert current_version(engine) == 2
             with engine.connect() as conn:
-                assert list(conn.scalars(select(schema_migrations.c.version))) == [1]
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2]
         finally:
             engine.dispose()
 
@@ -264,7 +291,7 @@ class TestSqlStore:
         for _ in range(2):
             store = SqlVerdictStore(sql_url)
             try:
-                assert current_version(store.engine) == 1
+                assert current_version(store.engine) == LATEST_VERSION
             finally:
                 store.close()
 
@@ -278,9 +305,9 @@ class TestSqlStore:
 
         try:
             with ThreadPoolExecutor(len(engines)) as pool:
-                assert list(pool.map(run, engines)) == [1, 1, 1, 1]
+                assert list(pool.map(run, engines)) == [LATEST_VERSION] * 4
             with engines[0].connect() as conn:
-                assert list(conn.scalars(select(schema_migrations.c.version))) == [1]
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2]
         finally:
             for engine in engines:
                 engine.dispose()
@@ -305,6 +332,32 @@ class TestSqlStore:
         try:
             stored = store.get("raced-by-processes")
             assert stored is not None and outcomes[stored.metadata["process"]] is True
+        finally:
+            store.close()
+
+    def test_a_version_1_database_gains_the_audit_column_and_keeps_its_rows(self, sql_url: str) -> None:
+        engine = make_engine(sql_url)
+        try:
+            with engine.begin() as conn:
+                MIGRATIONS[0].apply(conn)
+                schema_migrations.create(conn)
+                conn.execute(schema_migrations.insert().values(version=1, applied_at=T0))
+                old = completed("before-audits")
+                version_1 = table("verdicts", *(column(name) for name in ("id", "status", "rating", "category",
+                                  "policy_name", "body")), column("created_at", UtcDateTime()),
+                                  column("completed_at", UtcDateTime()))
+                conn.execute(version_1.insert().values(
+                    id=old.id, status="completed", rating="Unsafe", category=old.category, policy_name="p",
+                    body=old.model_dump_json(), created_at=old.created_at, completed_at=old.completed_at,
+                ))
+        finally:
+            engine.dispose()
+        store = SqlVerdictStore(sql_url)
+        try:
+            assert current_version(store.engine) == LATEST_VERSION
+            assert store.save(completed("audited", audit="cats"))
+            assert ids(store.list(query())) == ["audited", "before-audits"], "same instant: by id"
+            assert ids(store.list(query(audit="cats"))) == ["audited"]
         finally:
             store.close()
 
@@ -340,19 +393,25 @@ def _open_and_save(url: str, process: int, barrier: Any, results: Any) -> None:
 
 class TestS3Store:
     @pytest.mark.parametrize(
-        ("prefix", "key"),
-        [("", "verdicts/k1.json"), ("/tenant/a/", "tenant/a/verdicts/k1.json"), ("p", "p/verdicts/k1.json")],
+        ("prefix", "root"), [("", "verdicts/"), ("/tenant/a/", "tenant/a/verdicts/"), ("p", "p/verdicts/")]
     )
-    def test_one_json_object_per_verdict(
-        self, request: pytest.FixtureRequest, s3: Any, bucket: str, prefix: str, key: str
+    def test_a_verdict_by_id_and_in_its_day_partition(
+        self, request: pytest.FixtureRequest, s3: Any, bucket: str, prefix: str, root: str
     ) -> None:
         store = _s3_store(request, prefix)
         try:
-            store.save(completed("k1"))
-            listed = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-            assert listed == [key]
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            assert Verdict.model_validate_json(body) == completed("k1")
+            store.save(completed("k1", at=datetime(2024, 5, 1, 23, 59, 59, 5, tzinfo=IST)))
+            store.save(failed("k,2=x/y", audit="a b"))
+            listed = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"])
+            assert listed == [
+                f"{root}by-id/k,2=x/y.json", f"{root}by-id/k1.json",
+                f"{root}dt=2024-05-01/t=120000.000000Z,id=k%2C2%3Dx%2Fy,status=failed,rating=-,category=-,"
+                "audit=a%20b.json",
+                f"{root}dt=2024-05-01/t=182959.000005Z,id=k1,status=completed,rating=Unsafe,category=O4,"
+                "audit=-.json",
+            ]
+            for key in listed:
+                assert Verdict.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         finally:
             store.close()
 
@@ -418,14 +477,14 @@ class TestOpenStore:
             store.close()
 
     @pytest.mark.parametrize(
-        ("path", "key"), [("/some/prefix/", "some/prefix/verdicts/x.json"), ("", "verdicts/x.json")]
+        ("path", "key"), [("/some/prefix/", "some/prefix/verdicts/by-id/x.json"), ("", "verdicts/by-id/x.json")]
     )
     def test_s3(self, s3_endpoint: str, s3: Any, bucket: str, path: str, key: str) -> None:
         store = open_store(f"s3://{bucket}{path}", s3_endpoint_url=s3_endpoint)
         try:
             assert isinstance(store, S3VerdictStore)
             assert store.save(completed("x"))
-            assert [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]] == [key]
+            assert key in [item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]]
         finally:
             store.close()
 

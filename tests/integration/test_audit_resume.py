@@ -16,7 +16,7 @@ from tests.harness import running_workers, worker_env
 from worker.intake.file_fetch import file_uri
 from worker.queues import BULK_QUEUE, SUBMITTED_KEY
 from worker.standin.sglang_standin import SGLangStandIn
-from worker.stores import open_store
+from worker.stores import VerdictQuery, open_store
 
 IMAGES = 2000
 
@@ -76,7 +76,7 @@ def test_an_interrupted_audit_resumes_and_judges_every_image_exactly_once(
     # SIGKILL between marking a batch and publishing it leaves markers without a message: found and re-enqueued.
     assert final["republished"] in (0, 50)
     assert store.count() == IMAGES
-    verdicts = store.list(limit=None)
+    verdicts = store.list(VerdictQuery(limit=None))
     assert {v.image.source for v in verdicts} == {file_uri(dataset / r) for r in files}
     assert stats["total_requests"] == IMAGES, "no image was judged twice"
     assert broker.llen(BULK_QUEUE) == 0 and published < IMAGES / 50 + 1

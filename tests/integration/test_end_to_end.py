@@ -17,7 +17,7 @@ from worker.categories import category_for_code
 from worker.settings import load_settings
 from worker.standin.palette import PALETTE, make_image
 from worker.standin.sglang_standin import SGLangStandIn
-from worker.stores import open_store
+from worker.stores import VerdictQuery, open_store
 
 CODES = sorted(PALETTE)
 IMAGE_COUNT = 200
@@ -102,7 +102,7 @@ def test_two_hundred_images_two_workers_every_verdict_right_and_stored_once(
     store = open_store(store_url, s3_endpoint_url=s3_endpoint)
     try:
         assert store.count() == IMAGE_COUNT
-        assert len({v.id for v in store.list(limit=None)}) == IMAGE_COUNT
+        assert len({v.id for v in store.list(VerdictQuery(limit=None))}) == IMAGE_COUNT
     finally:
         store.close()
     assert all("moderation.stored" in out for out in outputs), "both workers took part"

@@ -16,7 +16,7 @@ from worker.settings import load_settings
 
 VERDICT_FIELDS = {
     "id", "status", "rating", "category", "rationale", "policy", "model", "image", "error", "metadata",
-    "created_at", "completed_at", "owner", "backend", "constraint", "score", "score_source",
+    "created_at", "completed_at", "owner", "backend", "constraint", "score", "score_source", "audit",
 }
 
 

@@ -10,6 +10,8 @@ from typing import Any
 from worker.models import DEFAULT_POLICY
 
 INTERRUPTED = 130
+CONFIGURATION_ERROR = 3
+"""Every verdict failed because of the workers' configuration (a setting missing on the workers)."""
 
 
 def register(sub: Any) -> None:
@@ -30,6 +32,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--no-wait", dest="wait", action="store_false", help="enqueue, then exit")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--name", default=None, metavar="NAME",
+                        help="the audit's name, recorded on its verdicts (default: derived from SOURCE, the "
+                             "policy and the non-violating codes; shown in the summary)")
+    parser.add_argument("--retry-failed", nargs="?", const="all", default=None, metavar="CODES",
+                        help="judge again the images whose verdicts failed: all, or only these error codes "
+                             "(comma-separated, e.g. fetch_scheme_unsupported); new ids, metadata.retry_of "
+                             "names the failed verdict")
     parser.set_defaults(handler=run)
 
 
@@ -38,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from worker.settings import load_settings
 
     codes = [c for value in args.non_violating for c in value.split(",") if c.strip()]
-    options = AuditOptions(args.source, args.policy, codes, args.upload_to, args.batch_size, args.wait,
-                           args.progress and sys.stderr.isatty())
     try:
+        options = AuditOptions(args.source, args.policy, codes, args.upload_to, args.batch_size, args.wait,
+                               args.progress and sys.stderr.isatty(), name=args.name,
+                               retry_failed=_retry_codes(args.retry_failed))
         summary = run_audit(load_settings(), options)
     except ValueError as exc:
         print(f"llavaguard audit: {exc}", file=sys.stderr)
@@ -53,7 +63,26 @@ def run(args: argparse.Namespace) -> int:
               "Run the same command again to resume.", file=sys.stderr)
         return INTERRUPTED
     _print(summary, as_json=args.json)
+    if summary.configuration_error:
+        print(f"llavaguard audit: {summary.configuration_error}", file=sys.stderr)
+        return CONFIGURATION_ERROR
     return 1 if summary.rejected or (args.wait and summary.pending) else 0
+
+
+def _retry_codes(value: str | None) -> frozenset[str] | None:
+    """`--retry-failed` -> None (not given), empty (all codes) or the codes; ValueError for an unknown code."""
+    from worker.errors import ErrorCode
+
+    if value is None:
+        return None
+    codes = frozenset(code.strip().lower() for code in value.split(",") if code.strip())
+    if codes <= {"all"}:
+        return frozenset()
+    known = {str(code) for code in ErrorCode}
+    unknown = sorted(codes - known)
+    if unknown:
+        raise ValueError(f"--retry-failed: unknown error code(s) {', '.join(unknown)}")
+    return codes
 
 
 def _print(summary: Any, *, as_json: bool) -> None:

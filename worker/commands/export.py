@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--since", default=None, help="completed at or after: ISO 8601, or an age like 24h, 7d")
     parser.add_argument("--until", default=None, help="completed before: ISO 8601, or an age")
     parser.add_argument("--limit", type=int, default=None, help="at most this many verdicts")
+    parser.add_argument("--audit", default=None, metavar="NAME", help="only the verdicts of this audit")
+    parser.add_argument("--status", default=None, choices=("completed", "failed"), help="only these verdicts")
     parser.set_defaults(handler=run)
 
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
             rating=args.rating, category=args.category,
             since=parse_instant(args.since) if args.since else None,
             until=parse_instant(args.until) if args.until else None, limit=args.limit,
+            status=args.status, audit=args.audit,
         )
     except ValueError as exc:
         print(f"llavaguard export: {exc}", file=sys.stderr)

@@ -11,10 +11,10 @@ import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, get_args, runtime_checkable
 
 from worker.categories import CATEGORIES, RATINGS, category_for_code
-from worker.models import Verdict
+from worker.models import Status, Verdict
 
 DEFAULT_LIST_LIMIT = 100
 
@@ -42,16 +42,8 @@ class VerdictStore(Protocol):
         """The stored verdicts among `ids`, by id; unknown ids are left out."""
         ...
 
-    def list(
-        self,
-        *,
-        rating: str | None = None,
-        category: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = DEFAULT_LIST_LIMIT,
-    ) -> builtins.list[Verdict]:
-        """Verdicts ordered by (completed_at, id), filtered as `VerdictQuery` describes."""
+    def list(self, query: VerdictQuery) -> builtins.list[Verdict]:
+        """Verdicts ordered by (completed_at, id), selected as `query` describes."""
         ...
 
     def count(self) -> int:
@@ -92,11 +84,23 @@ def normalise_category(value: str) -> str:
         raise ValueError(f"unknown category {value!r}") from None
 
 
+def normalise_status(value: str) -> str:
+    """`"Failed"` -> `"failed"`; ValueError for anything that is not a verdict status."""
+    statuses = get_args(Status)
+    text = value.strip().lower()
+    if text not in statuses:
+        raise ValueError(f"unknown status {value!r}: expected one of {', '.join(statuses)}")
+    return text
+
+
 @dataclass(frozen=True)
 class VerdictQuery:
-    """A validated `list` call: equality on rating and category, completed_at in [since, until).
+    """What one `list` call selects: equality on rating, category, status and audit, completed_at in
+    [since, until), at most `limit` (None: all). The one argument of every store's `list`.
 
-    `until` is exclusive so that consecutive windows tile without returning a verdict twice.
+    `until` is exclusive so that consecutive windows tile without returning a verdict twice. Build it with
+    `build`, which normalises what a person types (`"unsafe"`, `"O4"`, a non-UTC instant) and refuses the rest
+    with ValueError; stores trust a query's fields to be normalised.
     """
 
     rating: str | None = None
@@ -104,6 +108,10 @@ class VerdictQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = DEFAULT_LIST_LIMIT
+    status: str | None = None
+    """`completed` or `failed`."""
+    audit: str | None = None
+    """The audit name recorded on the verdicts (`Verdict.audit`)."""
 
     @classmethod
     def build(
@@ -114,6 +122,8 @@ class VerdictQuery:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int | None = DEFAULT_LIST_LIMIT,
+        status: str | None = None,
+        audit: str | None = None,
     ) -> VerdictQuery:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0 or None, got {limit}")
@@ -123,6 +133,8 @@ class VerdictQuery:
             since=None if since is None else as_utc(since),
             until=None if until is None else as_utc(until),
             limit=limit,
+            status=None if status is None else normalise_status(status),
+            audit=audit,
         )
 
     def matches(self, verdict: Verdict) -> bool:
@@ -130,6 +142,8 @@ class VerdictQuery:
         return (
             (self.rating is None or verdict.rating == self.rating)
             and (self.category is None or verdict.category == self.category)
+            and (self.status is None or verdict.status == self.status)
+            and (self.audit is None or verdict.audit == self.audit)
             and (self.since is None or completed_at >= self.since)
             and (self.until is None or completed_at < self.until)
         )

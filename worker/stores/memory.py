@@ -10,10 +10,9 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Iterable
-from datetime import datetime
 
 from worker.models import Verdict
-from worker.stores.base import DEFAULT_LIST_LIMIT, VerdictQuery, unique_ids
+from worker.stores.base import VerdictQuery, unique_ids
 
 
 class MemoryVerdictStore:
@@ -40,16 +39,7 @@ class MemoryVerdictStore:
             bodies = {id: self._bodies[id] for id in wanted if id in self._bodies}
         return {id: Verdict.model_validate_json(body) for id, body in bodies.items()}
 
-    def list(
-        self,
-        *,
-        rating: str | None = None,
-        category: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = DEFAULT_LIST_LIMIT,
-    ) -> builtins.list[Verdict]:
-        query = VerdictQuery.build(rating=rating, category=category, since=since, until=until, limit=limit)
+    def list(self, query: VerdictQuery) -> builtins.list[Verdict]:
         with self._lock:
             bodies = builtins.list(self._bodies.values())
         return query.apply(Verdict.model_validate_json(body) for body in bodies)

@@ -70,8 +70,15 @@ def _v1_create_verdicts(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2_add_audit(conn: Connection) -> None:
+    """The audit name copied out of the body; rows stored before it are NULL (they belong to no audit)."""
+    conn.execute(text("ALTER TABLE verdicts ADD COLUMN audit TEXT"))
+    conn.execute(text("CREATE INDEX ix_verdicts_audit_status ON verdicts (audit, status)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create verdicts with indexes on completed_at and (rating, category)", _v1_create_verdicts),
+    Migration(2, "add verdicts.audit with an index on (audit, status)", _v2_add_audit),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

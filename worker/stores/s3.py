@@ -1,13 +1,20 @@
-"""The verdict store on S3 (or an S3-compatible server): one JSON object per verdict.
+"""The verdict store on S3 (or an S3-compatible server), laid out for readers (`s3_layout.py`, README).
 
-Layout: `<prefix>/verdicts/<id>.json`, or `verdicts/<id>.json` with an empty prefix. Saving is a conditional
-write (`If-None-Match: *`), so S3 itself refuses a second object for an id: exactly one racing save wins.
-Servers without conditional writes answer 501 and the store falls back to head-then-put, which has a race
-(two saves may both see "absent" and the later put overwrites the earlier); pass `conditional_writes=False`
-to choose that fallback up front. This module never creates or deletes buckets or objects it did not write.
+Each verdict is one JSON object at `<prefix>/verdicts/by-id/<id>.json` (get by id: one GET) and a copy in its
+day's Hive partition, `<prefix>/verdicts/dt=YYYY-MM-DD/`, whose key name carries the completion time, id,
+status, rating, category and audit: `list` lists key names and reads only the verdicts it returns.
 
-`list` and `count` scan the whole prefix (and `list` reads every object): fine for thousands of verdicts; a
-large store should be listed through an index (e.g. the SQL store fed alongside), not by scanning.
+Saving is a conditional write (`If-None-Match: *`) of the by-id object, so S3 itself refuses a second object
+for an id: exactly one racing save wins, and only the winner writes the partition copy. A save that loses
+makes sure the winner's partition copy exists (writing it from the stored body if the winner died between
+its two writes), so a redelivered task repairs what a crash left half-written. Servers without conditional
+writes answer 501 and the store falls back to head-then-put, which has a race (two saves may both see
+"absent" and the later put overwrites the earlier); pass `conditional_writes=False` to choose that fallback
+up front. This module never creates or deletes buckets or objects it did not write.
+
+Objects of the earlier layout (`<prefix>/verdicts/<id>.json`) keep working: `get` falls back to them, `list`
+and `count` include them (reading each: they have no key name to select by), and `save` refuses an id one of
+them already holds. Whether such objects exist is asked once per store object (one LIST).
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -27,7 +33,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.errors import StoreUnavailable
 from worker.models import Verdict
-from worker.stores.base import DEFAULT_LIST_LIMIT, VerdictQuery, unique_ids
+from worker.stores.base import VerdictQuery, unique_ids
+from worker.stores.s3_layout import BY_ID, Entry, entry_key, id_key, legacy_key, parse_entry, start_after
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,51 +88,114 @@ class S3VerdictStore:
         self._client = client
         self._conditional_writes = conditional_writes
         self._owns_client = owns_client
+        self._legacy: bool | None = None
 
     def __repr__(self) -> str:
         return f"S3VerdictStore(bucket={self.bucket!r}, root={self.root!r})"
 
     def key(self, id: str) -> str:
-        return f"{self.root}{id}.json"
+        """The id-addressed object of a verdict (what `get` reads)."""
+        return id_key(self.root, id)
 
     def save(self, verdict: Verdict) -> bool:
         body = verdict.model_dump_json().encode()
-        key = self.key(verdict.id)
         with _unavailable_on_failure("saving a verdict"):
-            if self._conditional_writes:
-                return self._put_if_none_match(key, body)
-            return self._head_then_put(key, body)
+            if self._has_legacy() and self._exists(legacy_key(self.root, verdict.id)):
+                return False
+            if self._write_once(self.key(verdict.id), body):
+                self._write_once(entry_key(self.root, verdict), body)
+                return True
+            stored = self._read(self.key(verdict.id))
+            if stored is not None:  # the winner may have died before writing its partition copy
+                self._write_once(entry_key(self.root, stored), stored.model_dump_json().encode())
+            return False
 
     def get(self, id: str) -> Verdict | None:
         with _unavailable_on_failure("reading a verdict"):
-            return self._read(self.key(id))
+            found = self._read(self.key(id))
+            if found is None and self._has_legacy():
+                found = self._read(legacy_key(self.root, id))
+            return found
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Verdict]:
         wanted = unique_ids(ids)
         with _unavailable_on_failure("reading verdicts"):
-            verdicts = self._read_all(self.key(id) for id in wanted)
-        return {verdict.id: verdict for verdict in verdicts}
+            found = {verdict.id: verdict for verdict in self._read_all(self.key(id) for id in wanted)}
+            if self._has_legacy():
+                missing = [legacy_key(self.root, id) for id in wanted if id not in found]
+                found.update((verdict.id, verdict) for verdict in self._read_all(missing))
+        return found
 
-    def list(
-        self,
-        *,
-        rating: str | None = None,
-        category: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = DEFAULT_LIST_LIMIT,
-    ) -> builtins.list[Verdict]:
-        query = VerdictQuery.build(rating=rating, category=category, since=since, until=until, limit=limit)
+    def list(self, query: VerdictQuery) -> builtins.list[Verdict]:
+        if query.limit == 0:
+            return []
         with _unavailable_on_failure("listing verdicts"):
-            return query.apply(self._read_all(self._keys()))
+            entries = self._select(query)
+            verdicts = self._read_all(entry.key for entry in entries)
+            legacy_keys = self._legacy_keys() if self._has_legacy() else iter(())
+            legacy = [v for v in self._read_all(legacy_keys) if query.matches(v)]
+            return query.apply([*verdicts, *legacy])
 
     def count(self) -> int:
         with _unavailable_on_failure("counting verdicts"):
-            return sum(1 for _ in self._keys())
+            legacy = sum(1 for _ in self._legacy_keys()) if self._has_legacy() else 0
+            return sum(1 for _ in self._keys(self.root + BY_ID)) + legacy
 
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+    def _write_once(self, key: str, body: bytes) -> bool:
+        """Write `key` unless it exists; True if this call wrote it."""
+        if self._conditional_writes:
+            return self._put_if_none_match(key, body)
+        return self._head_then_put(key, body)
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if _error_code(exc) not in _NOT_FOUND:
+                raise
+            return False
+
+    def _select(self, query: VerdictQuery) -> builtins.list[Entry]:
+        """The partition entries `query` selects, from key names alone, walking forward from `since`.
+
+        With a limit, the walk stops at the first entry later than the limit-th match (entries of one
+        instant are not in id order, so the ties of the last instant are all collected before cutting).
+        """
+        options = {"StartAfter": start_after(self.root, query.since)} if query.since is not None else {}
+        selected: builtins.list[Entry] = []
+        for key in self._keys(self.root + "dt=", **options):
+            entry = parse_entry(self.root, key)
+            if entry is None:
+                continue
+            if query.until is not None and entry.completed_at >= query.until:
+                break
+            full = query.limit is not None and len(selected) >= query.limit
+            if full and entry.completed_at > selected[-1].completed_at:
+                break
+            if entry.matches(query):
+                selected.append(entry)
+        selected.sort(key=lambda entry: entry.order)
+        return selected if query.limit is None else selected[: query.limit]
+
+    def _has_legacy(self) -> bool:
+        """Whether objects of the earlier layout exist (asked once: one LIST of the root's own level)."""
+        if self._legacy is None:
+            self._legacy = next(iter(self._legacy_keys()), None) is not None
+        return self._legacy
+
+    def _legacy_keys(self) -> Iterator[str]:
+        """`<root><id>.json`: the objects directly under the root (the new layout lives in sub-prefixes)."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.root, Delimiter="/"):
+            for item in page.get("Contents", []):
+                key = item.get("Key", "")
+                if key.endswith(".json"):
+                    yield key
 
     def _put_if_none_match(self, key: str, body: bytes) -> bool:
         for attempt in range(_CONFLICT_RETRIES):
@@ -183,9 +253,9 @@ class S3VerdictStore:
         with ThreadPoolExecutor(max_workers=_READ_THREADS) as pool:
             return [verdict for verdict in pool.map(self._read, keys) if verdict is not None]
 
-    def _keys(self) -> Iterator[str]:
+    def _keys(self, prefix: str, **options: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.root):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **options):  # type: ignore[arg-type]
             for item in page.get("Contents", []):
                 key = item.get("Key", "")
                 if key.endswith(".json"):

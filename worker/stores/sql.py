@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Text, column, func, select, table
@@ -17,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from worker.models import Verdict
-from worker.stores.base import DEFAULT_LIST_LIMIT, VerdictQuery, unique_ids
+from worker.stores.base import VerdictQuery, unique_ids
 from worker.stores.engine import UtcDateTime, make_engine, unavailable_on_failure, write_transaction
 from worker.stores.migrations import migrate as run_migrations
 
@@ -36,6 +35,7 @@ _verdicts = table(
     column("created_at", UtcDateTime()),
     column("completed_at", UtcDateTime()),
     column("body", Text),
+    column("audit", Text),
 )
 
 
@@ -82,16 +82,7 @@ class SqlVerdictStore:
                     found[id] = Verdict.model_validate_json(body)
         return found
 
-    def list(
-        self,
-        *,
-        rating: str | None = None,
-        category: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = DEFAULT_LIST_LIMIT,
-    ) -> builtins.list[Verdict]:
-        query = VerdictQuery.build(rating=rating, category=category, since=since, until=until, limit=limit)
+    def list(self, query: VerdictQuery) -> builtins.list[Verdict]:
         statement = self._select_bodies(query)
         with unavailable_on_failure("listing verdicts"), self.engine.connect() as conn:
             bodies = builtins.list(conn.scalars(statement))
@@ -116,6 +107,10 @@ class SqlVerdictStore:
             statement = statement.where(_verdicts.c.rating == query.rating)
         if query.category is not None:
             statement = statement.where(_verdicts.c.category == query.category)
+        if query.status is not None:
+            statement = statement.where(_verdicts.c.status == query.status)
+        if query.audit is not None:
+            statement = statement.where(_verdicts.c.audit == query.audit)
         if query.since is not None:
             statement = statement.where(_verdicts.c.completed_at >= query.since)
         if query.until is not None:
@@ -141,4 +136,5 @@ def _row(verdict: Verdict) -> dict[str, Any]:
         "created_at": verdict.created_at,
         "completed_at": verdict.completed_at,
         "body": verdict.model_dump_json(),
+        "audit": verdict.audit,
     }

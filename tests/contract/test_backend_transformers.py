@@ -11,7 +11,6 @@ import json
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ except ImportError:
     pytest.skip("the transformers extra is not installed (pip install -e '.[transformers]')", allow_module_level=True)
 
 from tests.contract.backend_contract import UNREADABLE_IMAGE, BackendContract, FaultKind, FaultyBackend
+from tests.transformers_faults import OverloadedBackend
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
 from worker.inference.base import Completion, InferenceBackend, VisionRequest
 from worker.inference.hf_generation import LoadedModel
@@ -62,21 +62,6 @@ def vision_request(**overrides: Any) -> VisionRequest:
     return VisionRequest(**(values | overrides))
 
 
-class _Blocked:
-    """Holds a backend's generations until released: the queue fills the way a slow GPU fills it."""
-
-    def __init__(self, backend: TransformersBackend) -> None:
-        self.release = threading.Event()
-        loaded = backend.loaded()
-        original = loaded.generate
-
-        def slow_generate(batch: Any) -> list[Completion | BaseException]:
-            self.release.wait(30)
-            return original(batch)
-
-        loaded.generate = slow_generate  # type: ignore[method-assign]
-
-
 class TestTransformersBackend(BackendContract):
     backend_name = "transformers"
     overload_retry_after_s = 1.0
@@ -89,28 +74,19 @@ class TestTransformersBackend(BackendContract):
     @pytest.fixture
     def faulty(self, tiny_backend: TransformersBackend, tiny_checkpoint: Path,
                tmp_path: Path) -> Iterator[FaultyBackend]:
-        opened: list[tuple[TransformersBackend, _Blocked, threading.Thread]] = []
+        overloaded: list[OverloadedBackend] = []
 
         def make(kind: FaultKind) -> InferenceBackend:
             if kind == "unavailable":  # the weights cannot be loaded: an empty folder
                 return TransformersBackend(str(tmp_path), device="cpu")
             if kind == "refuses_input":
                 return tiny_backend
-            backend = TransformersBackend(str(tiny_checkpoint), device="cpu", max_batch=1, max_pending=1)
-            blocked = _Blocked(backend)
-            waiting = threading.Thread(target=backend.complete, args=(vision_request(max_tokens=1),))
-            waiting.start()
-            deadline = time.monotonic() + 10
-            while backend._pending < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            opened.append((backend, blocked, waiting))
-            return backend
+            overloaded.append(OverloadedBackend(str(tiny_checkpoint), vision_request(max_tokens=1)))
+            return overloaded[-1].backend
 
         yield make
-        for backend, blocked, waiting in opened:
-            blocked.release.set()
-            waiting.join(30)
-            backend.close()
+        for each in overloaded:
+            each.release()
 
 
 # -- constraints: with random weights only the constraint makes an answer ---------------------------------

@@ -61,7 +61,7 @@ class TransformersBackend:
         model_name: str | None = None,
     ) -> None:
         if not model_path:
-            raise ValueError("model_path must name a local folder or a hub id")
+            raise ValueError("model_path must name a local folder or a hub id (LLAVAGUARD_MODEL_PATH)")
         if device not in DEVICES and not device.startswith("cuda:"):
             raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N, not {device!r}")
         self._model_path = model_path

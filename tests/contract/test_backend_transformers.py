@@ -20,7 +20,7 @@ import pytest
 try:
     import torch
 
-    from tests.tiny_vlm import build_tiny_checkpoint
+    from tests.tiny_vlm import build_tiny_checkpoint, build_tiny_qwen_checkpoint
 except ImportError:
     if os.environ.get("CI"):
         raise
@@ -54,6 +54,18 @@ def tiny_backend(tiny_checkpoint: Path) -> Iterator[TransformersBackend]:
     backend.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_qwen_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen_checkpoint(tmp_path_factory.mktemp("tiny-qwen2.5-vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_backend(tiny_qwen_checkpoint: Path) -> Iterator[TransformersBackend]:
+    backend = TransformersBackend(str(tiny_qwen_checkpoint), device="cpu", max_batch=4, batch_wait_ms=50)
+    yield backend
+    backend.close()
+
+
 def vision_request(**overrides: Any) -> VisionRequest:
     values: dict[str, Any] = {
         "image": make_image("O1"), "mime": "image/png", "prompt": PolicyRegistry().prompt(DEFAULT_POLICY),
@@ -62,31 +74,85 @@ def vision_request(**overrides: Any) -> VisionRequest:
     return VisionRequest(**(values | overrides))
 
 
+def _record_batches(backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Batch sizes of the backend's `generate` calls from now on (until the test ends), gathered for up to a
+    second so that threads started one after another on a busy machine still meet."""
+    monkeypatch.setattr(backend._batcher, "_wait_s", 1.0)
+    loaded = backend.loaded()
+    original, sizes = loaded.generate, []
+
+    def recording(batch: Any) -> list[Completion | BaseException]:
+        sizes.append(len(batch))
+        return original(batch)
+
+    monkeypatch.setattr(loaded, "generate", recording)
+    return sizes
+
+
 class TestTransformersBackend(BackendContract):
+    """LlavaGuard's `-hf` architecture (LlavaOnevision)."""
+
     backend_name = "transformers"
     overload_retry_after_s = 1.0
     max_tokens = MAX_TOKENS
 
     @pytest.fixture
-    def backend(self, tiny_backend: TransformersBackend) -> InferenceBackend:
-        return tiny_backend
+    def model(self, tiny_backend: TransformersBackend, tiny_checkpoint: Path) -> tuple[TransformersBackend, Path]:
+        return tiny_backend, tiny_checkpoint
 
     @pytest.fixture
-    def faulty(self, tiny_backend: TransformersBackend, tiny_checkpoint: Path,
-               tmp_path: Path) -> Iterator[FaultyBackend]:
+    def backend(self, model: tuple[TransformersBackend, Path]) -> InferenceBackend:
+        return model[0]
+
+    @pytest.fixture
+    def faulty(self, model: tuple[TransformersBackend, Path], tmp_path: Path) -> Iterator[FaultyBackend]:
+        working, checkpoint = model
         overloaded: list[OverloadedBackend] = []
 
         def make(kind: FaultKind) -> InferenceBackend:
             if kind == "unavailable":  # the weights cannot be loaded: an empty folder
                 return TransformersBackend(str(tmp_path), device="cpu")
             if kind == "refuses_input":
-                return tiny_backend
-            overloaded.append(OverloadedBackend(str(tiny_checkpoint), vision_request(max_tokens=1)))
+                return working
+            overloaded.append(OverloadedBackend(str(checkpoint), vision_request(max_tokens=1)))
             return overloaded[-1].backend
 
         yield make
         for each in overloaded:
             each.release()
+
+
+class TestTransformersBackendQwen(TestTransformersBackend):
+    """QwenGuard's architecture (Qwen2.5-VL), through the same backend with its own chat template."""
+
+    @pytest.fixture
+    def model(
+        self, tiny_qwen_backend: TransformersBackend, tiny_qwen_checkpoint: Path
+    ) -> tuple[TransformersBackend, Path]:
+        return tiny_qwen_backend, tiny_qwen_checkpoint
+
+
+def test_qwen_batched_answers_equal_single_answers(
+    tiny_qwen_backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left padding must not move Qwen2.5-VL's multimodal positions: a batched row answers as it does alone."""
+    prompts = [PolicyRegistry().prompt(DEFAULT_POLICY), PolicyRegistry().prompt(DEFAULT_POLICY, ["O2"])]
+    requests = [vision_request(regex=OUTPUT_REGEX, prompt=prompt, top_logprobs=1) for prompt in prompts]
+    alone = [tiny_qwen_backend.complete(request) for request in requests]
+    sizes = _record_batches(tiny_qwen_backend, monkeypatch)
+    results: dict[int, Completion] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, tiny_qwen_backend.complete(requests[i])))
+               for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sizes == [2]
+    for i in range(2):
+        assert results[i].text == alone[i].text
+        assert re.fullmatch(OUTPUT_REGEX, results[i].text)
+        assert results[i].logprobs is not None and alone[i].logprobs is not None
+        assert [p.token for p in results[i].logprobs] == [p.token for p in alone[i].logprobs]
 
 
 # -- constraints: with random weights only the constraint makes an answer ---------------------------------
@@ -168,8 +234,11 @@ def test_concurrent_requests_share_generate_calls(tiny_checkpoint: Path) -> None
         backend.close()
 
 
-def test_batched_answer_equals_the_single_answer(tiny_backend: TransformersBackend) -> None:
+def test_batched_answer_equals_the_single_answer(
+    tiny_backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alone = tiny_backend.complete(vision_request(regex=OUTPUT_REGEX, image=make_image("O3"))).text
+    sizes = _record_batches(tiny_backend, monkeypatch)
     requests = [vision_request(regex=OUTPUT_REGEX, image=make_image(code)) for code in ("O3", "O5", "NA")]
     results: dict[int, str] = {}
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, tiny_backend.complete(requests[i]).text))
@@ -178,6 +247,7 @@ def test_batched_answer_equals_the_single_answer(tiny_backend: TransformersBacke
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert sizes == [3]
     assert results[0] == alone
     assert all(re.fullmatch(OUTPUT_REGEX, text) for text in results.values())
 

@@ -4,14 +4,14 @@ lm-format-enforcer walks a character-level parser (a regular expression or a JSO
 vocabulary and says which tokens may come next. Its own transformers integration constrains every row of a
 batch the same way; here each row has its own enforcer (or none), because one batch mixes requests with
 different constraints. Rows that have finished (an end token was generated) are left alone: their later
-tokens are padding and never read. The tokenizer's vocabulary table is built once per model, the parsers
-once per pattern (compiling the training-layout regex takes seconds).
+tokens are padding and never read. The tokenizer's vocabulary table is built once per model, and so is
+each pattern's parser.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,19 +45,28 @@ def tokenizer_data(tokenizer: Any, eos_token_ids: Sequence[int]) -> TokenEnforce
     return TokenEnforcerTokenizerData(regular, decode, list(eos_token_ids), False, len(tokenizer))
 
 
-@functools.lru_cache(maxsize=16)
-def regex_parser(pattern: str) -> CharacterLevelParser:
-    """A parser per pattern; parsers are immutable, so one serves every request."""
-    return RegexParser(pattern)
+class Parsers:
+    """Parsers per pattern for one model. Built once each (compiling the training-layout regex takes
+    seconds) and kept per model, not per process: a TokenEnforcer sets its tokenizer's alphabet on the parser
+    it is given, so two models must not share one."""
 
+    def __init__(self) -> None:
+        self._parsers: dict[tuple[str, str], CharacterLevelParser] = {}
+        self._lock = threading.Lock()
 
-@functools.lru_cache(maxsize=16)
-def _schema_parser(schema_json: str) -> CharacterLevelParser:
-    return JsonSchemaParser(json.loads(schema_json))
+    def regex(self, pattern: str) -> CharacterLevelParser:
+        return self._get("regex", pattern)
 
+    def schema(self, schema: Mapping[str, Any]) -> CharacterLevelParser:
+        return self._get("json_schema", json.dumps(schema, sort_keys=True))
 
-def schema_parser(schema: Mapping[str, Any]) -> CharacterLevelParser:
-    return _schema_parser(json.dumps(schema, sort_keys=True))
+    def _get(self, kind: str, source: str) -> CharacterLevelParser:
+        with self._lock:
+            parser = self._parsers.get((kind, source))
+            if parser is None:
+                parser = RegexParser(source) if kind == "regex" else JsonSchemaParser(json.loads(source))
+                self._parsers[(kind, source)] = parser
+            return parser
 
 
 class RowConstraints(LogitsProcessor):

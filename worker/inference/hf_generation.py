@@ -23,7 +23,7 @@ from transformers.models.auto.processing_auto import AutoProcessor
 
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
 from worker.inference.base import Completion, TokenLogprob, VisionRequest
-from worker.inference.hf_constraint import RowConstraints, regex_parser, schema_parser, tokenizer_data
+from worker.inference.hf_constraint import Parsers, RowConstraints, tokenizer_data
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -82,6 +82,7 @@ class LoadedModel:
         self.pad_id: int = pad if pad is not None else self.eos_ids[0]
         self._tokenizer_data: TokenEnforcerTokenizerData | None = None
         self._data_lock = threading.Lock()
+        self._parsers = Parsers()
 
     @classmethod
     def load(cls, model_path: str, *, device: str, dtype: str) -> LoadedModel:
@@ -97,7 +98,9 @@ class LoadedModel:
             raise InferenceUnavailable(f"out of GPU memory loading {model_path}: {exc}") from exc
         except (OSError, ValueError, RuntimeError, KeyError, ImportError) as exc:
             raise InferenceUnavailable(f"could not load model {model_path}: {exc}") from exc
-        return cls(processor, model, resolved)
+        loaded = cls(processor, model, resolved)
+        loaded.enforcer_data()  # the vocabulary table for constraints, now rather than in the first request
+        return loaded
 
     def enforcer_data(self) -> TokenEnforcerTokenizerData:
         with self._data_lock:
@@ -175,9 +178,9 @@ class LoadedModel:
 
     def _enforcer(self, request: VisionRequest) -> TokenEnforcer | None:
         if request.regex is not None:
-            return TokenEnforcer(self.enforcer_data(), regex_parser(request.regex))
+            return TokenEnforcer(self.enforcer_data(), self._parsers.regex(request.regex))
         if request.json_schema is not None:
-            return TokenEnforcer(self.enforcer_data(), schema_parser(request.json_schema))
+            return TokenEnforcer(self.enforcer_data(), self._parsers.schema(request.json_schema))
         return None
 
     def _completion(

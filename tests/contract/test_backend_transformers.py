@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 try:
     import torch
@@ -30,7 +31,7 @@ from tests.contract.backend_contract import UNREADABLE_IMAGE, BackendContract, F
 from tests.transformers_faults import OverloadedBackend
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
 from worker.inference.base import Completion, InferenceBackend, VisionRequest
-from worker.inference.hf_generation import LoadedModel
+from worker.inference.hf_generation import LoadedModel, Prepared, sampling_key
 from worker.inference.llavaguard import ASSESSMENT_SCHEMA
 from worker.inference.output_parser import OutputUnparseable, parse_assessment
 from worker.inference.training_format import OUTPUT_REGEX
@@ -315,3 +316,36 @@ def test_model_name_is_the_folder_name_or_the_hub_id(tiny_checkpoint: Path) -> N
     assert TransformersBackend("AIML-TUDA/LlavaGuard-v1.2-0.5B-OV-hf").model_name() == (
         "AIML-TUDA/LlavaGuard-v1.2-0.5B-OV-hf"
     )
+
+
+def test_an_image_the_processor_refuses_fails_alone_in_its_batch(
+    tiny_qwen_backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Qwen2.5-VL's processor refuses images under 28 px: that request fails, its batch siblings get answers."""
+    sizes = _record_batches(tiny_qwen_backend, monkeypatch)
+    requests = [vision_request(max_tokens=3, image=make_image("O1", size)) for size in ((64, 64), (2, 2), (64, 64))]
+    results: dict[int, Completion | BaseException] = {}
+
+    def call(i: int) -> None:
+        try:
+            results[i] = tiny_qwen_backend.complete(requests[i])
+        except ModerationFailed as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sizes == [3]  # one batch, which then ran each request alone
+    refused = results[1]
+    assert isinstance(refused, ModerationFailed) and refused.code == ErrorCode.INFERENCE_REJECTED
+    assert all(isinstance(results[i], Completion) and results[i].text == '"""' for i in (0, 2))  # type: ignore[union-attr]
+
+
+def test_only_requests_with_the_same_sampling_share_a_batch() -> None:
+    image = Image.new("RGB", (4, 4))
+    greedy = [Prepared(vision_request(top_p=top_p, top_k=top_k), image) for top_p, top_k in ((1.0, 0), (0.9, 50))]
+    sampled = [Prepared(vision_request(temperature=t), image) for t in (0.2, 0.7)]
+    assert sampling_key(greedy[0]) == sampling_key(greedy[1])  # greedy ignores top_p/top_k
+    assert len({sampling_key(p) for p in [greedy[0], *sampled]}) == 3

@@ -168,7 +168,8 @@ class LoadedModel:
                 for prepared in batch
             ]
             inputs = self.processor(
-                images=[prepared.image for prepared in batch], text=texts, padding=True, return_tensors="pt"
+                images=[prepared.image for prepared in batch], text=texts, padding=True, return_tensors="pt",
+                input_data_format="channels_last",  # PIL's layout; guessed, a 1x3 image would be read as channels
             )
         except (ValueError, TypeError, IndexError) as exc:
             message = f"the model's processor refused the input: {exc}"

@@ -124,6 +124,7 @@ def build_tiny_checkpoint(folder: Path, *, seed: int = 0) -> Path:
         text_config=Qwen2Config(
             vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=False,
+            sliding_window=None,
         ),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
@@ -157,6 +158,7 @@ def build_tiny_qwen_checkpoint(folder: Path, *, seed: int = 0) -> Path:
                        "fullatt_block_indexes": [0]},
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=False,
+            sliding_window=None,
         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
         image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),

@@ -8,7 +8,7 @@ source ops/setup.sh
 ensure_debian_packages redis-server postgresql postgresql-client docker-compose
 ensure_node  # tests/integration/test_node_producer.py runs `npm ci` in tests/node when node_modules is missing
 ensure_postgres
-ensure_venv test
+ensure_venv "test,transformers"  # the transformers extra too: its backend tests run on the CPU in CI
 export LLAVAGUARD_TEST_POSTGRES_URL="${LLAVAGUARD_TEST_POSTGRES_URL:-postgresql://llavaguard_test:llavaguard_test@127.0.0.1:5432/postgres}"
 
 log "docker-compose config"  # the deployment files (no Docker engine needed); also tests/integration/test_compose.py

@@ -65,7 +65,7 @@ def inference_backend(settings: Settings) -> InferenceBackend:
 
 
 def _transformers_backend(settings: Settings) -> InferenceBackend:
-    """The in-process backend (issue 14, branch b-hf); imported here only, so the base install needs no torch."""
+    """The in-process backend; its module imports torch only when the model loads, so the base install needs none."""
     try:
         module = importlib.import_module("worker.inference.transformers_backend")
     except ImportError as exc:
@@ -73,13 +73,10 @@ def _transformers_backend(settings: Settings) -> InferenceBackend:
             "LLAVAGUARD_BACKEND=transformers needs the extra: pip install 'llavaguard-worker[transformers]' "
             f"({exc})"
         ) from exc
-    # The transformers backend's own settings (LLAVAGUARD_MODEL_PATH, _DEVICE, _MODEL_DTYPE, _BATCH_WAIT_MS)
-    # arrive with that backend (branch b-hf); read by name so this module does not depend on them before.
     try:
         backend: InferenceBackend = module.TransformersBackend(
-            getattr(settings, "model_path", None) or "", device=getattr(settings, "device", "auto"),
-            dtype=getattr(settings, "model_dtype", "auto"), max_batch=settings.inflight_window,
-            batch_wait_ms=getattr(settings, "batch_wait_ms", 5.0),
+            settings.model_path or "", device=settings.device, dtype=settings.model_dtype,
+            max_batch=settings.inflight_window, batch_wait_ms=settings.batch_wait_ms,
         )
     except ValueError as exc:  # a missing or unusable model path or device: a configuration error
         raise SettingsError(f"LLAVAGUARD_BACKEND=transformers: {exc}") from exc

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     constraint: Literal["auto", "regex", "json_schema", "none"] = "auto"
     """Issue 14 item 3: where regex -> json_schema -> none starts (`auto`: at the top), skipping what the backend
     does not honour; a server refusing one steps down to the next. `constrained_decoding=false` means `none`."""
+    # The in-process backend (LLAVAGUARD_BACKEND=transformers, issue 14; `pip install '.[transformers]'`).
+    model_path: str | None = None
+    """The checkpoint: a local folder or a hub id, e.g. `AIML-TUDA/LlavaGuard-v1.2-0.5B-OV-hf` (QwenGuard too)."""
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    """`auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`."""
+    model_dtype: str = Field(default="auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+    """`auto`: bfloat16 on CUDA, float32 on the CPU."""
+    batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    """How long the first request waits for others to share its generation (batch size: `inflight_window`)."""
 
     # Celery.
     visibility_timeout_s: int = Field(default=60, ge=5)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/setup.sh
 
-ensure_debian_packages redis-server postgresql postgresql-client docker-compose
+ensure_debian_packages redis-server postgresql postgresql-client docker-compose prometheus  # prometheus: promtool
 ensure_postgres
 ensure_venv test
 export LLAVAGUARD_TEST_POSTGRES_URL="${LLAVAGUARD_TEST_POSTGRES_URL:-postgresql://llavaguard_test:llavaguard_test@127.0.0.1:5432/postgres}"

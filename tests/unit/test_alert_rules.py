@@ -55,8 +55,8 @@ def test_every_alert_has_a_firing_and_a_quiet_test() -> None:
 def test_alerts_name_only_metrics_the_code_defines() -> None:
     """A renamed metric would leave its alert silently evaluating nothing."""
     root = PROMETHEUS.parents[1]
-    source = "".join(p.read_text() for p in (root / "worker/observability/metrics.py",
-                                              root / "producers/api/metrics.py", root / "worker/observability/exporter.py"))
+    modules = ("worker/observability/metrics.py", "worker/observability/exporter.py", "producers/api/metrics.py")
+    source = "".join((root / module).read_text() for module in modules)
     defined = set(re.findall(r'"(llavaguard_[a-z_]+)"', source))
     for name in set(re.findall(r"\b(llavaguard_[a-z_]+)", RULES.read_text())):
         assert name.removesuffix("_total") in defined, name

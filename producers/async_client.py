@@ -26,9 +26,10 @@ from worker.settings import Settings
 class AsyncModerationClient:
     def __init__(
         self, *, redis_url: str | None = None, store_url: str | None = None, queue: str = REALTIME_QUEUE,
-        settings: Settings | None = None,
+        settings: Settings | None = None, create_store: bool = False,
     ) -> None:
-        self.sync = ModerationClient(redis_url=redis_url, store_url=store_url, queue=queue, settings=settings)
+        self.sync = ModerationClient(redis_url=redis_url, store_url=store_url, queue=queue, settings=settings,
+                                     create_store=create_store)
         self.settings = self.sync.settings
         self.queue = queue
 

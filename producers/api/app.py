@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.client = AsyncModerationClient(settings=settings)
+        app.state.client = AsyncModerationClient(settings=settings, create_store=True)  # 404/pending, not 500
         app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=health.CHECK_TIMEOUT_S)
         try:
             yield

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from producers.client import ModerationClient, Submission
+from worker.errors import StoreNotFound
 from worker.models import ModerationRequest, Verdict
 from worker.queues import REALTIME_QUEUE
 from worker.settings import Settings
@@ -70,14 +71,21 @@ class AsyncModerationClient:
         return await asyncio.to_thread(self.sync.get_many, list(ids))
 
     async def wait(self, moderation_id: str, timeout: float = 60.0) -> Verdict:
-        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds."""
+        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds.
+
+        A store that does not exist yet is waited for, as by `ModerationClient.wait`."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            verdict = await self.get(moderation_id)
+            missing: StoreNotFound | None = None
+            try:
+                verdict = await self.get(moderation_id)
+            except StoreNotFound as exc:
+                verdict, missing = None, exc
             if verdict is not None:
                 return verdict
             if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s")
+                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s"
+                                   + (f"; {missing}" if missing else ""))
             await asyncio.sleep(self.settings.result_wait_poll_s)
 
     async def is_submitted(self, moderation_id: str) -> bool:

@@ -74,6 +74,10 @@ def test_local_files_record_their_source_and_the_worker_creates_its_store(
     settings = {"redis_url": fresh_redis, "sglang_url": standin.url, "store_url": f"sqlite:///{store}"}
     env = worker_env(**settings)
     with running_workers(env, tmp_path / "logs", count=1, concurrency=2, queues="realtime"):
+        deadline = time.monotonic() + 20
+        while not store.exists():  # at start, before any verdict: readers can then rely on it
+            assert time.monotonic() < deadline, "the worker did not create its store at start"
+            time.sleep(0.1)
         done = cli(env, "submit", "--wait", "--timeout", "60", "cat.png", cwd=photo.parent)
         with ModerationClient(settings=load_settings(**settings)) as client:
             from_sdk = client.wait(client.submit(photo), timeout=60)
@@ -81,7 +85,6 @@ def test_local_files_record_their_source_and_the_worker_creates_its_store(
     from_cli = json.loads(done.stdout)
     assert from_cli["status"] == "completed" and from_cli["image"]["source"] == file_uri(photo)
     assert from_sdk.status == "completed" and from_sdk.image.source == file_uri(photo)
-    assert store.exists(), "the worker created its store"
 
 
 def test_serve_prints_the_store_the_standin_and_the_environment_to_copy(tmp_path: Path) -> None:

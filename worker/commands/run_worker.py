@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.observability.multiproc import MetricsDir
 from worker.queues import WORKER_QUEUES
+from worker.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -68,8 +69,12 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
     # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
+    def preflight() -> None:
+        create_store(settings)
+        report_model_server(settings)
+
     signals.worker_ready.connect(lambda **_: threading.Thread(
-        target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
+        target=preflight, name="llavaguard-preflight", daemon=True).start(), weak=False)
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
@@ -79,3 +84,21 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
         f"--hostname={hostname}", f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle",
     ])
     return 0
+
+
+def create_store(settings: Settings) -> None:
+    """Create (and migrate) the verdict store when the worker starts, not with its first verdict.
+
+    Readers never create a store (`StoreNotFound`), so a store must exist as soon as a worker runs; a
+    store that cannot be reached now is only logged: the first moderation retries it like any outage.
+    """
+    import structlog
+
+    from worker.errors import LlavaguardError
+    from worker.stores import open_store
+
+    log = structlog.get_logger(__name__)
+    try:
+        open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region).close()
+    except LlavaguardError as exc:
+        log.warning("store.unavailable_at_start", error=str(exc)[:500])

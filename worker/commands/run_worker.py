@@ -69,12 +69,9 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
     # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
-    def preflight() -> None:
-        create_store(settings)
-        report_model_server(settings)
-
     signals.worker_ready.connect(lambda **_: threading.Thread(
-        target=preflight, name="llavaguard-preflight", daemon=True).start(), weak=False)
+        target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
+    create_store(settings)  # before "ready.": a reader started after it finds the store
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()
@@ -91,6 +88,7 @@ def create_store(settings: Settings) -> None:
 
     Readers never create a store (`StoreNotFound`), so a store must exist as soon as a worker runs; a
     store that cannot be reached now is only logged: the first moderation retries it like any outage.
+    Runs in the main process before the pool forks; `close()` disposes of every connection it opened.
     """
     import structlog
 

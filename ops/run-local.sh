@@ -42,7 +42,9 @@ if [ -z "${LLAVAGUARD_REDIS_URL:-}" ]; then
     wait_for run/redis.log "Ready to accept connections" 20
 fi
 
+standin=""
 if [ -z "${LLAVAGUARD_SGLANG_URL:-}" ]; then
+    standin=yes
     log "=================================================================================="
     log "NO GPU MODEL: LLAVAGUARD_SGLANG_URL is not set, so the SGLang STAND-IN answers."
     log "Its verdicts are SYNTHETIC (derived from image colour), not LlavaGuard's judgement."
@@ -58,7 +60,7 @@ else
     log "model server: $LLAVAGUARD_SGLANG_URL"
 fi
 
-export LLAVAGUARD_STORE_URL="${LLAVAGUARD_STORE_URL:-sqlite:///./run/verdicts.db}"
+export LLAVAGUARD_STORE_URL="${LLAVAGUARD_STORE_URL:-sqlite:///$PWD/run/verdicts.db}"  # absolute: any shell finds it
 log "verdicts go to $LLAVAGUARD_STORE_URL"
 export LLAVAGUARD_METRICS_HOST="${LLAVAGUARD_METRICS_HOST:-127.0.0.1}"  # a free local port: runs never collide
 export LLAVAGUARD_METRICS_PORT="${LLAVAGUARD_METRICS_PORT:-$(free_port)}"
@@ -67,15 +69,34 @@ pids+=($!)
 wait_for run/worker.log "ready." 60
 log "worker ready (log: run/worker.log, metrics: http://$LLAVAGUARD_METRICS_HOST:$LLAVAGUARD_METRICS_PORT/metrics)"
 
+# What another shell needs to reach this deployment: every LLAVAGUARD_* setting in force, secrets named only.
+SECRET_SETTINGS=" LLAVAGUARD_API_KEYS LLAVAGUARD_API_ADMIN_KEYS LLAVAGUARD_WEBHOOK_SECRET LLAVAGUARD_CALLBACK_SECRET LLAVAGUARD_SGLANG_API_KEY "
+print_environment() {
+    local name secrets=()
+    echo "# paste into another shell (from $PWD) to submit, read verdicts or start more workers:"
+    for name in $(compgen -e | grep '^LLAVAGUARD_' | sort); do
+        if [[ "$SECRET_SETTINGS" == *" $name "* ]]; then secrets+=("$name"); continue; fi
+        printf 'export %s=%q\n' "$name" "${!name}"
+    done
+    [ "${#secrets[@]}" -eq 0 ] || echo "# and your secrets, not printed: ${secrets[*]}"
+    echo "# then: .venv/bin/llavaguard submit --wait FILE_OR_URL   |   .venv/bin/llavaguard get ID"
+    echo "# another worker: .venv/bin/llavaguard worker --hostname w2@%h   (its metrics are summed on the same port)"
+}
+
 if $serve; then
-    log "serving; submit from another shell with LLAVAGUARD_REDIS_URL=$LLAVAGUARD_REDIS_URL" \
-        "LLAVAGUARD_STORE_URL=$LLAVAGUARD_STORE_URL .venv/bin/llavaguard submit --wait FILE_OR_URL"
     if [ -n "${LLAVAGUARD_API_KEYS:-}" ]; then  # the HTTP API too (README, "HTTP API")
+        export LLAVAGUARD_API_METRICS_PORT="${LLAVAGUARD_API_METRICS_PORT:-$(free_port)}"
         .venv/bin/llavaguard api --host 127.0.0.1 --port 8000 > run/api.log 2>&1 &
         pids=($! "${pids[@]}")  # the worker stays last: serving lasts as long as it does
         wait_for run/api.log "Uvicorn running" 30
-        log "HTTP API on http://127.0.0.1:8000 (log: run/api.log, docs: http://127.0.0.1:8000/docs)"
+        log "HTTP API on http://127.0.0.1:8000 (log: run/api.log, docs: http://127.0.0.1:8000/docs," \
+            "metrics: http://127.0.0.1:$LLAVAGUARD_API_METRICS_PORT/metrics)"
     fi
+    log "serving until Ctrl-C"
+    log "verdict store: $LLAVAGUARD_STORE_URL"
+    log "model server:  $LLAVAGUARD_SGLANG_URL$([ -n "$standin" ] && echo " (the SGLang STAND-IN: synthetic verdicts)")"
+    log "redis:         $LLAVAGUARD_REDIS_URL"
+    print_environment
     wait "${pids[-1]}"
     exit 0
 fi

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from producers.client import ModerationClient, Submission
+from worker.errors import StoreNotFound
 from worker.models import ModerationRequest, Verdict
 from worker.queues import REALTIME_QUEUE
 from worker.settings import Settings
@@ -26,9 +27,10 @@ from worker.settings import Settings
 class AsyncModerationClient:
     def __init__(
         self, *, redis_url: str | None = None, store_url: str | None = None, queue: str = REALTIME_QUEUE,
-        settings: Settings | None = None,
+        settings: Settings | None = None, create_store: bool = False,
     ) -> None:
-        self.sync = ModerationClient(redis_url=redis_url, store_url=store_url, queue=queue, settings=settings)
+        self.sync = ModerationClient(redis_url=redis_url, store_url=store_url, queue=queue, settings=settings,
+                                     create_store=create_store)
         self.settings = self.sync.settings
         self.queue = queue
 
@@ -69,14 +71,21 @@ class AsyncModerationClient:
         return await asyncio.to_thread(self.sync.get_many, list(ids))
 
     async def wait(self, moderation_id: str, timeout: float = 60.0) -> Verdict:
-        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds."""
+        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds.
+
+        A store that does not exist yet is waited for, as by `ModerationClient.wait`."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            verdict = await self.get(moderation_id)
+            missing: StoreNotFound | None = None
+            try:
+                verdict = await self.get(moderation_id)
+            except StoreNotFound as exc:
+                verdict, missing = None, exc
             if verdict is not None:
                 return verdict
             if asyncio.get_running_loop().time() >= deadline:
-                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s")
+                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s"
+                                   + (f"; {missing}" if missing else ""))
             await asyncio.sleep(self.settings.result_wait_poll_s)
 
     async def is_submitted(self, moderation_id: str) -> bool:

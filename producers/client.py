@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -27,11 +29,12 @@ from producers.publish import Publisher
 from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
-from worker.errors import IdempotencyConflict
+from worker.errors import IdempotencyConflict, StoreNotFound
+from worker.intake.file_fetch import file_uri
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
-from worker.stores import VerdictStore, open_store
+from worker.stores import VerdictStore, open_store, require_existing_store
 
 __all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationClient", "Submission"]
 
@@ -40,7 +43,7 @@ __all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationCl
 class Submission:
     """One item of `submit_many`: the arguments of `submit`; a None field takes `submit_many`'s default."""
 
-    image: str | bytes
+    image: str | bytes | PathLike[str]
     policy: str | None = None
     non_violating: list[str] | None = None
     callback_url: str | None = None
@@ -52,8 +55,10 @@ class Submission:
 class ModerationClient:
     def __init__(
         self, *, redis_url: str | None = None, store_url: str | None = None, queue: str = REALTIME_QUEUE,
-        settings: Settings | None = None,
+        settings: Settings | None = None, create_store: bool = False,
     ) -> None:
+        """`create_store`: whether reading verdicts may create a store that does not exist yet (the API, which
+        answers `pending` before any verdict, does); readers otherwise raise StoreNotFound."""
         overrides = {k: v for k, v in {"redis_url": redis_url, "store_url": store_url}.items() if v}
         self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         if queue not in QUEUES:
@@ -64,13 +69,17 @@ class ModerationClient:
         self._publisher = Publisher(self._app, self._redis, queue)
         self._id_secret = IdSecret(self._redis)
         self._store: VerdictStore | None = None
+        self._create_store = create_store
 
     def submit(
-        self, image: str | bytes, *, policy: str | None = None, non_violating: list[str] | None = None,
-        callback_url: str | None = None, metadata: dict[str, Any] | None = None,
+        self, image: str | bytes | PathLike[str], *, policy: str | None = None,
+        non_violating: list[str] | None = None, callback_url: str | None = None, metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None, priority: int | None = None, owner: str | None = None,
     ) -> str:
-        """Enqueue one image (URL/URI string or bytes); returns the moderation id.
+        """Enqueue one image (URL/URI string, bytes, or a local file's path); returns the moderation id.
+
+        A path's bytes go inline (the worker need not see the file) and the verdict records its `file://`
+        URI as `image.source`.
 
         `owner` (the HTTP API passes the caller's key id) scopes the idempotency key and is recorded on the
         verdict; SDK callers leave it None."""
@@ -78,7 +87,7 @@ class ModerationClient:
         return self.submit_many([item], owner=owner)[0]
 
     def submit_many(
-        self, items: Iterable[Submission | str | bytes], *, policy: str | None = None,
+        self, items: Iterable[Submission | str | bytes | PathLike[str]], *, policy: str | None = None,
         non_violating: list[str] | None = None, callback_url: str | None = None,
         metadata: dict[str, Any] | None = None, priority: int | None = None, owner: str | None = None,
     ) -> list[str]:
@@ -132,23 +141,40 @@ class ModerationClient:
             raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
 
     def get(self, moderation_id: str) -> Verdict | None:
-        """The stored verdict, or None while the moderation is pending (or unknown)."""
-        return self.store.get(moderation_id)
+        """The stored verdict, or None while the moderation is pending (or unknown).
+
+        StoreNotFound (a SettingsError) when the store does not exist: a reader never creates it.
+        """
+        return self._reader().get(moderation_id)
 
     def get_many(self, ids: Iterable[str]) -> dict[str, Verdict]:
         """The stored verdicts among `ids`, by id; pending and unknown ids are left out."""
-        return self.store.get_many(list(ids))
+        return self._reader().get_many(list(ids))
 
     def wait(self, moderation_id: str, timeout: float = 60.0) -> Verdict:
-        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds."""
+        """Poll the store until the verdict exists; TimeoutError after `timeout` seconds.
+
+        A store that does not exist yet is waited for (the worker creates it with its first verdict); if it
+        still does not exist at the deadline, the TimeoutError says so.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            verdict = self.get(moderation_id)
+            missing: StoreNotFound | None = None
+            try:
+                verdict = self.get(moderation_id)
+            except StoreNotFound as exc:
+                verdict, missing = None, exc
             if verdict is not None:
                 return verdict
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s")
+                raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s"
+                                   + (f"; {missing}" if missing else ""))
             time.sleep(self.settings.result_wait_poll_s)
+
+    def _reader(self) -> VerdictStore:
+        if self._store is None and not self._create_store:
+            require_existing_store(self.settings.store_url)
+        return self.store
 
     def is_submitted(self, moderation_id: str) -> bool:
         return bool(self._publisher.submitted([moderation_id]))
@@ -181,7 +207,10 @@ class ModerationClient:
             )
         return self._store
 
-    def _image_ref(self, image: str | bytes) -> ImageRef:
+    def _image_ref(self, image: str | bytes | PathLike[str]) -> ImageRef:
+        if isinstance(image, PathLike):  # a local file: its bytes go inline, its path is recorded as the source
+            path = Path(image).absolute()
+            return self._image_ref(path.read_bytes()).model_copy(update={"origin": file_uri(path)})
         if isinstance(image, bytes | bytearray):
             if not image:
                 raise ValueError("image bytes are empty")
@@ -190,7 +219,8 @@ class ModerationClient:
                     f"image is {len(image)} bytes, over LLAVAGUARD_MAX_IMAGE_BYTES={self.settings.max_image_bytes}"
                 )
             return ImageRef(data=bytes(image))
-        return ImageRef(url=check_image_url(image, s3_allowed_buckets=self.settings.s3_allowed_buckets))
+        return ImageRef(url=check_image_url(image, s3_allowed_buckets=self.settings.s3_allowed_buckets,
+                                            allow_http=self.settings.allow_http))
 
     def close(self) -> None:
         if self._store is not None:
@@ -207,7 +237,7 @@ class ModerationClient:
         self.close()
 
 
-def _with_defaults(item: Submission | str | bytes, defaults: Submission) -> Submission:
+def _with_defaults(item: Submission | str | bytes | PathLike[str], defaults: Submission) -> Submission:
     if not isinstance(item, Submission):
         return Submission(item, defaults.policy, defaults.non_violating, defaults.callback_url,
                           defaults.metadata, None, defaults.priority)

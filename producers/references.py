@@ -3,8 +3,10 @@
 Only the shape is checked here (a scheme the workers know, a host, a bucket and key, an absolute path): the
 worker still applies every real rule when it fetches (the private-address guard, the shared root, the byte
 limit). Catching a malformed reference at submit time turns a later `failed` verdict into an immediate error.
-One rule is applied in full: an `s3://` bucket outside `LLAVAGUARD_S3_ALLOWED_BUCKETS` is refused here
-(`ImageRefused`, code `fetch_address_refused`), the same refusal the worker makes when it fetches.
+Two rules are applied in full, the same refusals the workers make when they fetch (`ImageRefused`): an
+`s3://` bucket outside `LLAVAGUARD_S3_ALLOWED_BUCKETS` (code `fetch_address_refused`), and an `http://` URL
+while `LLAVAGUARD_ALLOW_HTTP` is false (code `fetch_scheme_unsupported`), so the producer learns it at
+submit instead of from a failed verdict.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ class ImageRefused(ValueError):
         self.code = code
 
 
-def check_image_url(url: str, *, s3_allowed_buckets: Collection[str]) -> str:
-    """`url` unchanged if its shape is acceptable; ValueError saying what is wrong otherwise."""
+def check_image_url(url: str, *, s3_allowed_buckets: Collection[str], allow_http: bool = True) -> str:
+    """`url` unchanged if its shape is acceptable; ValueError saying what is wrong otherwise.
+
+    `allow_http` is `LLAVAGUARD_ALLOW_HTTP` as the producer reads it (the workers' setting, by the same name).
+    """
     if len(url) > MAX_URL_LENGTH:
         raise ValueError(f"image URL is longer than {MAX_URL_LENGTH} characters")
     scheme = url.split("://", 1)[0].lower() + "://" if "://" in url else ""
@@ -42,7 +47,7 @@ def check_image_url(url: str, *, s3_allowed_buckets: Collection[str]) -> str:
         elif scheme == "file://":
             path_of_file_uri(url)
         else:
-            _check_http(url)
+            _check_http(url, allow_http)
     except ModerationFailed as exc:
         raise ValueError(exc.message) from None
     return url
@@ -56,7 +61,13 @@ def _check_s3(url: str, allowed_buckets: Collection[str]) -> None:
         raise ImageRefused(exc.code, exc.message) from None
 
 
-def _check_http(url: str) -> None:
+def _check_http(url: str, allow_http: bool) -> None:
+    if not allow_http and url[:7].lower() == "http://":
+        raise ImageRefused(
+            ErrorCode.FETCH_SCHEME_UNSUPPORTED,
+            "http:// image URLs are refused (the workers fetch https:// only): use https://, or set "
+            "LLAVAGUARD_ALLOW_HTTP=true for the workers and this producer",
+        )
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises for a port out of range

@@ -9,6 +9,7 @@
     │     ├── FetchHostBusy          the image's host has all its fetch slots in use: defer
     │     └── StoreUnavailable       database / S3 unreachable
     └── SettingsError         bad configuration, raised at start-up
+          └── StoreNotFound      a reader names a verdict store that does not exist (never created for it)
 
 Third-party exceptions (httpx, botocore, SQLAlchemy, Pillow) are translated into these at the module
 boundary that calls the library (`raise X from exc`), so nothing above that boundary imports them.
@@ -103,6 +104,11 @@ class StoreUnavailable(TransientError):
 
 class SettingsError(LlavaguardError):
     """A setting is invalid; the message is one line naming the environment variable."""
+
+
+class StoreNotFound(SettingsError):
+    """A reader (`llavaguard get`/`export`, the SDK's `get`) names a store that does not exist: it is not
+    created (only the workers create their store), so a wrong `LLAVAGUARD_STORE_URL` is said, not hidden."""
 
 
 class OutboxUnavailable(StoreUnavailable):

@@ -63,6 +63,9 @@ class ImageRef(BaseModel):
     url: str | None = None
     data: Annotated[bytes, WithJsonSchema({"type": "string", "contentEncoding": "base64"})] | None = None
     """The image bytes, base64 (standard alphabet) on the wire."""
+    origin: str | None = Field(default=None, max_length=4096, pattern=r"^file://")
+    """Issue 9 item 6: the `file://` URI of the producer's local file that `data` was read from (the SDK given a
+    path, `llavaguard submit FILE`). Recorded as the verdict's `image.source`; never read by the worker."""
 
     @field_validator("data", mode="before")
     @classmethod
@@ -82,12 +85,15 @@ class ImageRef(BaseModel):
     def _exactly_one(self) -> ImageRef:
         if (self.url is None) == (self.data is None):
             raise ValueError("an image is either a url or inline data, exactly one of them")
+        if self.origin is not None and self.data is None:
+            raise ValueError("origin describes inline data; a url is its own origin")
         return self
 
     @property
     def source(self) -> str | None:
-        """What the verdict records as the image's origin: the URL/URI, or None for inline bytes."""
-        return self.url
+        """What the verdict records as the image's origin: the URL/URI, the local file inline bytes were read
+        from, or None for bytes of unknown origin."""
+        return self.url or self.origin
 
 
 class ModerationRequest(BaseModel):

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_dir: Path | None = None
     """Multiprocess metrics directory of the workers of a host (default: <tmp>/llavaguard-metrics-<uid>-<port>)."""
+    # Issue 9 item 5: the API's own metrics, on a bind of their own (Prometheus scrapes without an API key).
+    api_metrics_port: int = Field(default=9109, ge=0, le=65535)
+    """`llavaguard api` serves `/metrics` on this port (0: off), summing its `--workers` processes."""
+    api_metrics_host: str = "127.0.0.1"
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     """How often a worker's consumer loop refreshes its heartbeat in Redis (it expires after 3 intervals)."""
     health_stall_s: float = Field(default=120.0, gt=0)

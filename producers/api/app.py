@@ -17,8 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.api import callbacks, health, problems, routes, wire
+from producers.api import metrics as api_metrics
 from producers.api.auth import api_key_check
 from producers.api.limits import BodyCaps, BodyLimits
+from producers.api.metrics import RequestMetrics
 from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
 from producers.api.validation import Rules
 from producers.async_client import AsyncModerationClient
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.client = AsyncModerationClient(settings=settings)
+        app.state.client = AsyncModerationClient(settings=settings, create_store=True)  # 404/pending, not 500
         app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=health.CHECK_TIMEOUT_S)
         try:
             yield
@@ -60,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_dependency_errors(app)
     caps = BodyCaps.of(settings.max_image_bytes, f"{routes.PREFIX}/batch", settings.api_max_batch_items)
     app.add_middleware(BodyLimits, caps=caps)
-    app.add_middleware(UnexpectedErrors)  # outermost: also answers for a fault in the middlewares above
+    app.add_middleware(UnexpectedErrors)  # also answers for a fault in the middlewares above
+    app.add_middleware(RequestMetrics)  # outermost: counts every answer, the 500s of UnexpectedErrors too
+    api_metrics.initialise()
     moderation = routes.router(policies.names(), allow_http=settings.allow_http,
                                max_batch_items=settings.api_max_batch_items, max_image_bytes=settings.max_image_bytes,
                                s3_buckets=settings.s3_allowed_buckets)

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producers.api import metrics
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,7 @@ class ApiProblem(Exception):
 
 
 def problem_response(problem: ApiProblem) -> JSONResponse:
+    metrics.problem_answered(problem.code)
     body = Problem(
         title=http.HTTPStatus(problem.status).phrase, status=problem.status, detail=problem.detail,
         code=problem.code, errors=problem.errors,

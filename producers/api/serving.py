@@ -9,6 +9,7 @@ errors are logged by `problems.UnexpectedErrors` as one line with a plain traceb
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -47,6 +48,13 @@ def logged_app() -> FastAPI:
     settings = load_settings()
     configure_api_logging(settings)
     return create_app(settings)
+
+
+def serve_metrics(settings: Settings, metrics_dir: Path) -> None:
+    """`/metrics` of every API process on this host and port (the worker's exporter, without queue depths)."""
+    from worker.observability.exporter import serve as serve_exporter
+
+    serve_exporter(settings.api_metrics_host, settings.api_metrics_port, metrics_dir)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:

@@ -161,7 +161,8 @@ class Planner:
 
     def _reference(self, item: AuditItem) -> str:
         if not item.local:
-            return check_image_url(item.image, s3_allowed_buckets=self.client.settings.s3_allowed_buckets)
+            return check_image_url(item.image, s3_allowed_buckets=self.client.settings.s3_allowed_buckets,
+                                   allow_http=self.client.settings.allow_http)
         if self.placement is None:
             raise ValueError("a local file needs --upload-to or LLAVAGUARD_SHARED_ROOT")
         return self.placement.reference(item)

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from producers import ModerationClient
 from tests.harness import running_workers, worker_env
 from tests.services import free_port
+from worker.observability import metrics
 from worker.settings import load_settings
 from worker.standin.palette import PALETTE, make_image
 from worker.standin.sglang_standin import SGLangStandIn
@@ -84,3 +87,37 @@ def test_metrics_count_every_verdict_failure_and_stage(pool: str, fresh_redis: s
     assert ("llavaguard_unacked_messages", frozenset()) in samples
     if pool == "prefork":
         assert len(writers) >= 2, f"moderations ran in several child processes, summed: {writers}"
+
+
+def labelled_metrics() -> list[MetricWrapperBase]:
+    """Every labelled metric the worker registers (module attributes of `metrics`), found without a list."""
+    found = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase) and m._labelnames]
+    assert found, "no labelled metric found: the lookup is broken"
+    return found
+
+
+def sample_name(metric: MetricWrapperBase) -> str:
+    return f"{metric._name}_count" if isinstance(metric, Histogram) else f"{metric._name}_total"
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_every_labelled_series_exists_at_zero_on_a_fresh_worker(pool: str, fresh_redis: str, tmp_path: Path) -> None:
+    """`increase(x[5m]) > 0` can only fire on the first failure after a start if the series was there at 0."""
+    port = free_port()
+    (tmp_path / "tmp").mkdir()
+    settings = {"redis_url": fresh_redis, "sglang_url": "http://127.0.0.1:9", "store_url": f"sqlite:///{tmp_path}/v.db",
+                "metrics_port": str(port), "metrics_host": "127.0.0.1"}
+    env = {**worker_env(**settings), "TMPDIR": str(tmp_path / "tmp")}
+    with running_workers(env, tmp_path / "logs", count=1, concurrency=2, queues="realtime", pool=pool):
+        samples = scrape(port)
+
+    known = metrics.known_labels()
+    assert set(known) == set(labelled_metrics()), "a labelled metric has no known label values (known_labels)"
+    for metric, label_sets in known.items():
+        present = {labels for (name, labels) in samples if name == sample_name(metric)}
+        for labels in label_sets:
+            assert value(samples, sample_name(metric), **labels) == 0, (metric._name, labels)
+        assert len(present) == len(label_sets), (metric._name, "a series outside the known label values")
+    assert {"code": "fetch_not_found"} in known[metrics.FAILURES]
+    assert {"reason": "store_unavailable"} in known[metrics.RETRIES]
+    assert {"reason": "unknown_task"} in known[metrics.DEAD_LETTERS]

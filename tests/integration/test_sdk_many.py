@@ -14,6 +14,7 @@ from producers import IdempotencyConflict, ModerationClient, Submission
 from producers.async_client import AsyncModerationClient
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
+from worker.errors import StoreNotFound
 from worker.models import ImageRef, ModerationRequest
 from worker.queues import BULK_QUEUE, SUBMITTED_KEY
 from worker.settings import load_settings
@@ -63,7 +64,9 @@ def test_the_async_client_has_the_same_methods(
             with pytest.raises(IdempotencyConflict):
                 await client.submit(url, idempotency_key="k1")  # the same key without the metadata
             many = await client.submit_many([make_image("NA"), Submission(url, non_violating=["O7"])])
-            assert one == again and await client.is_submitted(one) and await client.get(one) is None
+            assert one == again and await client.is_submitted(one)
+            with pytest.raises(StoreNotFound):  # no worker has created the store yet: a reader never does
+                await client.get(one)
             assert await client.submitted([one, "unknown"]) == {one}
             with pytest.raises(TimeoutError):
                 await client.wait(one, timeout=0.3)  # no worker yet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
+from producers.api import metrics as api_metrics
 from worker.celery_app import celery_config
 from worker.errors import InferenceUnavailable, StoreUnavailable
 from worker.logs import redact_text
@@ -143,8 +145,8 @@ def test_celery_lines_naming_a_task_get_its_moderation_id() -> None:
 
 
 def test_dashboard_and_alerts_use_only_metrics_that_exist() -> None:
-    defined = {family.name for collector in vars(metrics).values() if isinstance(collector, Counter | Gauge | Histogram)
-               for family in collector.describe()}
+    defined = {family.name for module in (metrics, api_metrics) for collector in vars(module).values()
+               if isinstance(collector, Counter | Gauge | Histogram) for family in collector.describe()}
     defined |= {"llavaguard_queue_depth", "llavaguard_unacked_messages", "llavaguard_redis_up"}  # read at scrape
     used = set()
     for path in (ROOT / "ops/grafana/dashboards/llavaguard.json", ROOT / "ops/prometheus/alerts.yml"):
@@ -186,3 +188,25 @@ def test_a_shared_directory_others_can_write_into_is_refused(tmp_path: Path) -> 
 def test_the_default_shared_directory_is_per_user_and_port(tmp_path: Path) -> None:
     assert shared_metrics_dir(9108).name == f"llavaguard-metrics-{os.getuid()}-9108"
     assert shared_metrics_dir(9108, tmp_path) == tmp_path
+
+
+def test_known_label_values_follow_the_code_s_enums() -> None:
+    """A transient error class, error code or dead-letter reason added later is initialised at 0 without a list."""
+    from worker.broker.guard import REASONS
+    from worker.errors import ErrorCode, TransientError
+    from worker.notify.schedule import Outcome
+
+    class ArrivedLater(TransientError):  # a new transient failure with a code no retry used before
+        code = ErrorCode.FETCH_TIMEOUT
+
+    known = metrics.known_labels()
+    assert {"reason": "fetch_timeout"} in known[metrics.RETRIES]
+    assert {"reason": "store_unavailable"} in known[metrics.RETRIES]  # OutboxUnavailable too, without a duplicate
+    assert len(known[metrics.RETRIES]) == len({tuple(d.items()) for d in known[metrics.RETRIES]})
+    assert [d["code"] for d in known[metrics.FAILURES]] == [code.value for code in ErrorCode]
+    assert [d["reason"] for d in known[metrics.DEAD_LETTERS]] == list(REASONS)
+    assert [d["outcome"] for d in known[metrics.WEBHOOK_DELIVERIES]] == [o.value for o in Outcome]
+    assert len(known[metrics.VERDICTS]) == 2 * 10
+    del ArrivedLater
+    gc.collect()  # a class lives in reference cycles: forget it, or later tests in this process would see it
+    assert {"reason": "fetch_timeout"} not in metrics.known_labels()[metrics.RETRIES]

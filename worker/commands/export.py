@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from producers.export import iter_verdicts, parse_instant, write
     from worker.settings import load_settings
-    from worker.stores import VerdictQuery, open_store
+    from worker.stores import VerdictQuery, open_store, require_existing_store
 
     try:
         query = VerdictQuery.build(
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"llavaguard export: {exc}", file=sys.stderr)
         return 2
     settings = load_settings()
+    require_existing_store(settings.store_url)  # an export never creates an empty store (StoreNotFound)
     store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
     try:
         write(iter_verdicts(store, query), sys.stdout, args.format)

@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.observability.multiproc import MetricsDir
 from worker.queues import WORKER_QUEUES
+from worker.settings import Settings
 
 
 def register(sub: Any) -> None:
@@ -70,6 +71,7 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
     signals.worker_ready.connect(lambda **_: threading.Thread(
         target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
+    create_store(settings)  # before "ready.": a reader started after it finds the store
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     # Workers (not producers) convert kombu's binding tables left with the pre-issue-9 separator (worker/broker).
     app.conf.broker_transport_options = {**app.conf.broker_transport_options, "migrate_legacy_bindings": True}
@@ -81,3 +83,22 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
         f"--hostname={hostname}", f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle",
     ])
     return 0
+
+
+def create_store(settings: Settings) -> None:
+    """Create (and migrate) the verdict store when the worker starts, not with its first verdict.
+
+    Readers never create a store (`StoreNotFound`), so a store must exist as soon as a worker runs; a
+    store that cannot be reached now is only logged: the first moderation retries it like any outage.
+    Runs in the main process before the pool forks; `close()` disposes of every connection it opened.
+    """
+    import structlog
+
+    from worker.errors import LlavaguardError
+    from worker.stores import open_store
+
+    log = structlog.get_logger(__name__)
+    try:
+        open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region).close()
+    except LlavaguardError as exc:
+        log.warning("store.unavailable_at_start", error=str(exc)[:500])

@@ -36,7 +36,7 @@ def run_submit(args: argparse.Namespace) -> int:
         submitted: list[tuple[str, str]] = []
         for image in args.images:
             try:
-                payload: str | bytes = image if "://" in image else Path(image).read_bytes()
+                payload: str | Path = image if "://" in image else Path(image)  # a file: source file://…
                 moderation_id = client.submit(payload, policy=args.policy, non_violating=non_violating,
                                               metadata=metadata)
             except (OSError, ValueError) as exc:

@@ -9,7 +9,8 @@ directory; the one whose main process holds the port serves the sum, the others 
 
 Children that exit are marked dead by `worker_process_shutdown` (see `wiring`); at every scrape the live
 gauges of processes that died silently (SIGKILL, OOM) are dropped as well. Counters and histograms of dead
-children stay: what they counted happened. Queue depths are read from Redis at scrape time.
+children stay: what they counted happened. Queue depths are read from Redis at scrape time. Process metrics
+(`process_*{pid}`, `python_info`) are read from /proc for each live process at scrape time (`ProcessesCollector`).
 
 Imports prometheus_client: import this module only after `prepare_multiprocess()`.
 """
@@ -17,21 +18,22 @@ Imports prometheus_client: import this module only after `prepare_multiprocess()
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import PLATFORM_COLLECTOR, CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.values import MutexValue, ValueClass
 
-from worker.observability.multiproc import dead_pids
+from worker.observability.multiproc import dead_pids, live_pids
 from worker.observability.queue_depth import queue_depths
 
 log = structlog.get_logger(__name__)
@@ -83,6 +85,32 @@ class QueueDepthCollector(Collector):
         )
 
 
+class ProcessesCollector(Collector):
+    """prometheus_client's `process_*` metrics for every live process writing into `path`, labelled `pid`.
+
+    Why a `pid` label rather than the standard unlabelled series: one endpoint answers for the serving
+    process and every pool child (prefork) or uvicorn worker, and their memory and CPU do not sum into
+    anything meaningful per process (an OOM kill hits one child). Only live processes are reported, so
+    the series of an exited child end with it. `sum(process_resident_memory_bytes)` is the host's total.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for pid in sorted(live_pids(self._path) | {os.getpid()}):
+            for family in ProcessCollector(pid=_constant(pid), registry=None).collect():
+                target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    target.samples.append(sample._replace(labels={"pid": str(pid)}))
+        yield from merged.values()
+
+
+def _constant(pid: int) -> Callable[[], int]:
+    return lambda: pid
+
+
 TAKEOVER_RETRY_S = 2.0
 """How often a worker whose metrics port is taken (another worker on this host serves it) tries again."""
 
@@ -98,6 +126,8 @@ def serve(host: str, port: int, path: Path, extra: Iterable[Collector] = ()) -> 
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR was not set when prometheus_client was first imported")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SweepingMultiProcessCollector(path))
+    registry.register(ProcessesCollector(path))
+    registry.register(PLATFORM_COLLECTOR)  # python_info: the interpreter, the same in every process
     for collector in extra:  # only the serving worker reads them: queue depths are reported once per host
         registry.register(collector)
     if _try_bind(host, port, registry):

@@ -16,12 +16,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from itertools import product
+from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
-from worker.errors import StoreUnavailable, TransientError
+from worker.broker.guard import REASONS as DEAD_LETTER_REASONS
+from worker.categories import CATEGORIES, RATINGS
+from worker.errors import ErrorCode, StoreUnavailable, TransientError
 from worker.models import ModerationRequest, Verdict
+from worker.notify.schedule import Outcome
 
 Stage = Literal["fetch", "inference", "store"]
 
@@ -106,8 +111,11 @@ def count_verdict(request: ModerationRequest, verdict: Verdict, first: bool) -> 
 
 def retry_scheduled(exc: TransientError) -> None:
     """Count a transient failure that will be retried (a model server or a store that is down)."""
-    reason = "store_unavailable" if isinstance(exc, StoreUnavailable) else str(exc.code)
-    RETRIES.labels(reason=reason).inc()
+    RETRIES.labels(reason=retry_reason(type(exc))).inc()
+
+
+def retry_reason(kind: type[TransientError]) -> str:
+    return "store_unavailable" if issubclass(kind, StoreUnavailable) else str(kind.code)
 
 
 def webhook_attempt(outcome: str) -> None:
@@ -115,11 +123,50 @@ def webhook_attempt(outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
 
 
+WEBHOOK_FAILURE_REASONS = ("exhausted", Outcome.GONE.value, Outcome.REFUSED.value)
+"""Why a delivery is given up on: retries exhausted, or an outcome that ends it at once (notify.delivery)."""
+
+
 def webhook_failed(reason: str) -> None:
-    """Count one webhook delivery given up on for good, e.g. `exhausted`, `gone`, `refused`."""
+    """Count one webhook delivery given up on for good: one of `WEBHOOK_FAILURE_REASONS`."""
     WEBHOOK_FAILURES.labels(reason=reason).inc()
 
 
 def dead_lettered(reason: str) -> None:
     """Count one message or batch item moved to `llavaguard:deadletter` (reason from a fixed set)."""
     DEAD_LETTERS.labels(reason=reason).inc()
+
+
+def _transient_kinds(kind: type[TransientError] = TransientError) -> list[type[TransientError]]:
+    return [kind, *(k for sub in kind.__subclasses__() for k in _transient_kinds(sub))]
+
+
+def known_labels() -> dict[MetricWrapperBase, list[dict[str, str]]]:
+    """Every labelled metric with every label value it can take, read from the code's own enums.
+
+    Why: a series that does not exist yet has no `increase()`, so an alert on the first failure after a
+    start would miss it. A new error code, dead-letter reason, webhook outcome or transient error class is
+    picked up here without editing this list; a new labelled metric must be added (a test checks that).
+    """
+    codes = [category.split(":", 1)[0] for category in CATEGORIES]
+    return {
+        VERDICTS: [{"rating": r, "category": c} for r, c in product(RATINGS, codes)],
+        FAILURES: [{"code": code.value} for code in ErrorCode],
+        RETRIES: [{"reason": r} for r in dict.fromkeys(retry_reason(k) for k in _transient_kinds())],
+        STAGE_SECONDS: [{"stage": s} for s in get_args(Stage)],
+        WEBHOOK_DELIVERIES: [{"outcome": o.value} for o in Outcome],
+        WEBHOOK_FAILURES: [{"reason": r} for r in WEBHOOK_FAILURE_REASONS],
+        DEAD_LETTERS: [{"reason": r} for r in DEAD_LETTER_REASONS],
+    }
+
+
+def initialise() -> None:
+    """Create every known labelled series at 0 in this process (the worker's main process, at start).
+
+    `labels()` only creates the child: nothing is added. In multiprocess mode it writes a 0 into this
+    process's file, and the exporter sums files, so the zeros add nothing to any other process's counts
+    (children forked later start their own files; a restarted worker's zeros replace nothing).
+    """
+    for metric, label_sets in known_labels().items():
+        for labels in label_sets:
+            metric.labels(**labels)

@@ -127,3 +127,12 @@ def dead_pids(path: Path) -> set[int]:
         with contextlib.suppress(ValueError):
             pids.add(int(file.stem.rsplit("_", 1)[1]))
     return {pid for pid in pids if not process_alive(pid)}
+
+
+def live_pids(path: Path) -> set[int]:
+    """Processes that write into `path` (any value file `<kind>_<pid>.db`) and still exist."""
+    pids = set()
+    for file in path.glob("*_*.db"):
+        with contextlib.suppress(ValueError):
+            pids.add(int(file.stem.rsplit("_", 1)[1]))
+    return {pid for pid in pids if process_alive(pid)}

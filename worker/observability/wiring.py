@@ -62,6 +62,7 @@ def install(app: Celery, settings: Settings, queues: Sequence[str], metrics_dir:
     )
     options = dict(app.conf.broker_transport_options)
     app.steps["consumer"].add(heartbeat_step(client, queues, options, settings.heartbeat_interval_s))
+    metrics.initialise()  # before the pool forks and the port opens: the first scrape sees every series at 0
     if metrics_dir is not None:
         from worker.observability.exporter import QueueDepthCollector, serve
 

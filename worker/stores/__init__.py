@@ -5,9 +5,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from worker.errors import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from worker.errors import SettingsError, StoreNotFound
 from worker.stores.base import VerdictQuery, VerdictStore
 from worker.stores.engine import SQL_SCHEMES
 from worker.stores.memory import MemoryVerdictStore
@@ -21,6 +25,7 @@ __all__ = [
     "VerdictQuery",
     "VerdictStore",
     "open_store",
+    "require_existing_store",
     "s3_client",
 ]
 
@@ -44,6 +49,28 @@ def open_store(
         return S3VerdictStore(bucket, prefix, s3_client(s3_endpoint_url, s3_region))
     shown = repr(scheme) if scheme else "(none)"
     raise SettingsError(f"LLAVAGUARD_STORE_URL: unsupported scheme {shown}: expected {_SUPPORTED}")
+
+
+def require_existing_store(store_url: str) -> None:
+    """StoreNotFound when `store_url` is a SQLite file that does not exist; a reader calls it before opening.
+
+    Only SQLite is checked: opening it would create an empty file (a wrong relative path then reads as "no
+    verdicts"). A PostgreSQL database must exist to be connected to, and reading an S3 prefix creates nothing.
+    """
+    if store_url.split("://", 1)[0].lower() != "sqlite":
+        return
+    try:
+        database = make_url(store_url).database
+    except ArgumentError:
+        return  # open_store says what is wrong with it
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).absolute()
+    if not path.exists():
+        raise StoreNotFound(
+            f"LLAVAGUARD_STORE_URL: {store_url} names {path}, which does not exist (not created: only workers "
+            "create their store); set it to the workers' store, best as an absolute sqlite:////path/verdicts.db"
+        )
 
 
 def _split_s3_url(store_url: str) -> tuple[str, str]:

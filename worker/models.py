@@ -142,6 +142,49 @@ class ImageInfo(BaseModel):
     height: int | None = None
     format: str | None = None
     source: str | None = None
+    pdq: str | None = None
+    """The 256-bit PDQ perceptual hash as 64 hex characters (issue 12), of the pixels decoded for the model."""
+    pdq_quality: int | None = Field(default=None, ge=0, le=100)
+
+
+Decision = Literal["allow", "review", "block"]
+
+
+class FrameVerdict(BaseModel):
+    """One sampled frame of an animation or video (issue 10)."""
+
+    index: int
+    t_s: float | None = None
+    rating: Rating | None = None
+    category: Category | None = None
+    score: float | None = None
+
+
+class MatchInfo(BaseModel):
+    """Why no model was asked (issue 12): an earlier verdict of the same image, or an operator's hash bank."""
+
+    kind: Literal["exact", "pdq", "bank"]
+    distance: int | None = None
+    verdict_id: str | None = None
+    """`exact`/`pdq`: the id of the earlier verdict whose answer was reused."""
+    bank: str | None = None
+    """`bank`: the bank's name."""
+    entry: str | None = None
+    """`bank`: which of the bank's entries matched (its hash, or the operator's id for it)."""
+
+
+class ReviewInfo(BaseModel):
+    """A human's look at a verdict (issue 11): requested when the decision was `review` or sampled for quality."""
+
+    status: Literal["pending", "reviewed"]
+    reason: str
+    """Why it was queued: `review_band` or `quality_sample`."""
+    requested_at: datetime
+    rating: Rating | None = None
+    category: Category | None = None
+    note: str | None = None
+    reviewer: str | None = None
+    reviewed_at: datetime | None = None
 
 
 class ErrorInfo(BaseModel):
@@ -178,6 +221,17 @@ class Verdict(BaseModel):
     """Where `score` came from (e.g. `logprobs`), or why it is None (e.g. `backend_returned_none`)."""
     audit: str | None = None
     """Copied from the request: the audit that asked for this verdict (`llavaguard export --audit NAME`)."""
+    category_scores: dict[str, float] | None = None
+    """Issue 11: normalised probabilities of the category alternatives returned (the chosen one at least)."""
+    decision: Decision | None = None
+    """Issue 11: what the platform should do, from `score`/`rating` and the policy's thresholds; after a human
+    review, the human's decision (the model's `rating` stays as the model said it)."""
+    thresholds: dict[str, Any] | None = None
+    """Issue 11: the thresholds `decision` was made with, so a verdict can be re-read later."""
+    review: ReviewInfo | None = None
+    match: MatchInfo | None = None
+    frames: list[FrameVerdict] | None = None
+    """Issue 10: per sampled frame of an animation or video; None for a still image."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Verdict:

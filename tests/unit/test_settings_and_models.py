@@ -17,6 +17,7 @@ from worker.settings import load_settings
 VERDICT_FIELDS = {
     "id", "status", "rating", "category", "rationale", "policy", "model", "image", "error", "metadata",
     "created_at", "completed_at", "owner", "backend", "constraint", "score", "score_source", "audit",
+    "category_scores", "decision", "thresholds", "review", "match", "frames",
 }
 
 
@@ -69,7 +70,7 @@ def test_verdict_has_exactly_the_contract_fields_and_round_trips() -> None:
     )
     body = json.loads(verdict.model_dump_json())
     assert set(body) == VERDICT_FIELDS
-    assert set(body["image"]) == {"sha256", "width", "height", "format", "source"}
+    assert set(body["image"]) == {"sha256", "width", "height", "format", "source", "pdq", "pdq_quality"}
     assert set(body["policy"]) == {"name", "sha256"}
     assert Verdict.model_validate_json(verdict.model_dump_json()) == verdict
 

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-DEFAULT_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-"""Delays before attempts 2..8: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Standard Webhooks / Svix)."""
+from worker.webhook_format import (  # re-exported: the names belong here, they live in a leaf for settings
+    DEFAULT_SCHEDULE_S as DEFAULT_SCHEDULE_S,
+)
+
 JITTER = 0.2
 """Each delay is drawn from [delay * (1 - JITTER), delay * (1 + JITTER)], so receivers are not stampeded."""
 

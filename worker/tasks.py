@@ -17,19 +17,16 @@ from celery.exceptions import Reject
 
 from worker.batch import BatchRunner, Unfinished, all_deferred, retry_after_s
 from worker.broker.verdicts import DeadLetters
-from worker.celery_app import create_app
 from worker.composition import build_delivery_guard, build_moderator
 from worker.errors import FetchHostBusy, TransientError
-from worker.logs import configure_logging
+from worker.notify import tasks as webhook_tasks  # noqa: F401 - registers the webhook task and the poller with `app`
 from worker.pipeline import Moderator
 from worker.queues import BULK_QUEUE, MODERATE_BATCH_TASK, MODERATE_TASK
 from worker.redelivery.deliveries import Delivery, DeliveryGuard, split_batch
 from worker.retry import backoff_delay_s, deferral_delay_s
-from worker.settings import load_settings
+from worker.worker_app import app as app  # `celery -A worker.tasks` finds the app here
+from worker.worker_app import settings as settings
 
-settings = load_settings()
-configure_logging(settings.log_level, json=settings.log_json)
-app = create_app(settings)
 log = structlog.get_logger(__name__)
 
 _moderator: Moderator | None = None
@@ -153,6 +150,3 @@ def _retry(task: Task, exc: TransientError, *, attempt: int) -> None:
     )
     log.info("moderation.retry", attempt=task.request.retries + 1, delay_s=round(delay, 2), error=exc.message)
     raise task.retry(exc=exc, countdown=delay)
-
-
-import worker.notify.tasks  # noqa: E402, F401  (registers the webhook task and the poller with `app`)

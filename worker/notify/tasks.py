@@ -1,6 +1,7 @@
 """Celery wiring for webhooks: the delivery task, and the poller and sender pool of each worker process.
 
-Imported at the end of worker/tasks.py, which creates the one Celery `app`. The task only hands the attempt
+Registered on the worker processes' one Celery `app` (worker/worker_app.py); worker/tasks.py imports this module
+so that every worker registers the webhook task. The task only hands the attempt
 to this process's `SenderPool` (or puts it back in the schedule when every sending thread is busy) and
 returns at once: Celery threads, which moderation needs, never wait on a receiver.
 """
@@ -20,7 +21,7 @@ from worker.notify.poller import Poller
 from worker.notify.schedule import RetrySchedule
 from worker.notify.sender import WebhookSender
 from worker.queues import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
-from worker.tasks import app, settings
+from worker.worker_app import app, settings
 
 log = structlog.get_logger(__name__)
 _lock = threading.RLock()

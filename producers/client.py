@@ -27,11 +27,12 @@ from producers.publish import Publisher
 from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
+from worker.composition import verdict_store
 from worker.errors import IdempotencyConflict
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
-from worker.stores import VerdictStore, open_store
+from worker.stores import VerdictStore
 
 __all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationClient", "Submission"]
 
@@ -175,10 +176,7 @@ class ModerationClient:
     @property
     def store(self) -> VerdictStore:
         if self._store is None:
-            self._store = open_store(
-                self.settings.store_url, s3_endpoint_url=self.settings.s3_endpoint_url,
-                s3_region=self.settings.s3_region,
-            )
+            self._store = verdict_store(self.settings)
         return self._store
 
     def _image_ref(self, image: str | bytes) -> ImageRef:

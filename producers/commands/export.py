@@ -24,8 +24,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from producers.export import iter_verdicts, parse_instant, write
+    from worker.composition import verdict_store
     from worker.settings import load_settings
-    from worker.stores import VerdictQuery, open_store
+    from worker.stores import VerdictQuery
 
     try:
         query = VerdictQuery.build(
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"llavaguard export: {exc}", file=sys.stderr)
         return 2
     settings = load_settings()
-    store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+    store = verdict_store(settings)
     try:
         write(iter_verdicts(store, query), sys.stdout, args.format)
     finally:

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     from celery import signals
 
+    from worker import composition
     from worker.inference.preflight import report_model_server
     from worker.observability.wiring import install
     from worker.redelivery.lease import lease_step
@@ -62,14 +63,16 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     try:
-        install(app, settings, queues, None if metrics_dir is None else metrics_dir.path)
+        install(app, composition.wiring_options(settings), queues,
+                None if metrics_dir is None else metrics_dir.path)
     except OSError as exc:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
     # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
     signals.worker_ready.connect(lambda **_: threading.Thread(
-        target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
+        target=report_model_server, args=(composition.sglang_client(settings), settings.sglang_url),
+        name="llavaguard-preflight", daemon=True).start(), weak=False)
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     concurrency = args.concurrency or settings.inflight_window
     hostname = args.hostname or default_hostname()

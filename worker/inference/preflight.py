@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import structlog
 
-from worker.composition import sglang_client
 from worker.errors import InferenceUnavailable, ModerationFailed
-from worker.settings import Settings
+from worker.inference.sglang_client import SGLangClient
 
 log = structlog.get_logger(__name__)
 
 
-def report_model_server(settings: Settings) -> None:
-    with sglang_client(settings) as client:
+def report_model_server(client: SGLangClient, sglang_url: str) -> None:
+    """Closes `client` when done (the composition root builds one for this look only)."""
+    with client:
         try:
             model = client.model_name()
         except ModerationFailed as exc:  # only a refused key (401/403) fails permanently here
-            log.error("inference.api_key_refused", sglang_url=settings.sglang_url, error=exc.message,
+            log.error("inference.api_key_refused", sglang_url=sglang_url, error=exc.message,
                       consequence="every moderation fails inference_rejected until the key is fixed")
         except InferenceUnavailable as exc:
-            log.warning("inference.server_unavailable_at_start", sglang_url=settings.sglang_url, error=exc.message)
+            log.warning("inference.server_unavailable_at_start", sglang_url=sglang_url, error=exc.message)
         else:
-            log.info("inference.server_ready", sglang_url=settings.sglang_url, model=model)
+            log.info("inference.server_ready", sglang_url=sglang_url, model=model)

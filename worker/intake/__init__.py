@@ -13,25 +13,16 @@ leaves this package. The address guard and the pinned request are public for the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from worker.buckets import BucketAllowlist
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
 from worker.intake.decode_budget import DecodeBudget
 from worker.intake.file_fetch import FileFetcher
-from worker.intake.hosts import HostGate
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
-from worker.intake.pace import Pace
 from worker.intake.pinned import HttpResponse, PinnedHttp
 from worker.intake.s3_fetch import S3Fetcher
 from worker.models import ImageRef
-from worker.settings import Settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 __all__ = [
     "AddressGuard",
@@ -64,32 +55,6 @@ class Intake:
         self.max_bytes = max_bytes
         self.max_decode_bytes = max_decode_bytes
         self.decode_budget = decode_budget
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, s3_client: S3Client | None = None, decode_budget: DecodeBudget | None = None,
-    ) -> Intake:
-        """Without an S3 client, `s3://` references are refused (FETCH_SCHEME_UNSUPPORTED); without a decode
-        budget (the composition root passes the process's one), only the per-image decode limit applies."""
-        http = HttpFetcher(
-            AddressGuard(settings.allowed_networks),
-            allow_http=settings.allow_http,
-            max_bytes=settings.max_image_bytes,
-            connect_timeout_s=settings.fetch_connect_timeout_s,
-            read_timeout_s=settings.fetch_read_timeout_s,
-            total_timeout_s=settings.fetch_total_timeout_s,
-            max_redirects=settings.fetch_max_redirects,
-            hosts=HostGate(max_per_host=settings.fetch_max_per_host, wait_s=settings.fetch_host_wait_s,
-                           cooloff_s=settings.fetch_slow_host_cooloff_s),
-            pace=Pace(min_bytes_per_s=settings.fetch_min_bytes_per_s, window_s=settings.fetch_pace_window_s),
-        )
-        allowed = BucketAllowlist(settings.s3_allowed_buckets)
-        s3 = None if s3_client is None else S3Fetcher(s3_client, settings.max_image_bytes, allowed=allowed)
-        files = FileFetcher(settings.shared_root, settings.max_image_bytes)
-        return cls(
-            http, s3, settings.max_image_pixels, settings.max_image_side_px, settings.max_image_bytes, files,
-            settings.max_decode_bytes, decode_budget,
-        )
 
     def close(self) -> None:
         self.http.close()

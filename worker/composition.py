@@ -34,6 +34,7 @@ from worker.intake.decode_budget import default_budget_bytes
 from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
+from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
 from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.delivery import Courier
 from worker.notify.hook import WebhookHook
@@ -99,15 +100,27 @@ def http_fetcher(settings: Settings) -> HttpFetcher:
     )
 
 
+def image_sources(settings: Settings, s3: S3Client | None = None) -> SourceRegistry:
+    """Scheme -> source. Without an S3 client, `s3://` references fail FETCH_SCHEME_UNSUPPORTED; without a
+    shared root, the file source refuses `file://` the same way."""
+    http = UrlSource(http_fetcher(settings))
+    if s3 is None:
+        s3_source: ImageSource = Unconfigured("s3:// is not configured here")
+    else:
+        allowed = BucketAllowlist(settings.s3_allowed_buckets)
+        s3_source = UrlSource(S3Fetcher(s3, settings.max_image_bytes, allowed=allowed))
+    return SourceRegistry({
+        "https": http, "http": http, "s3": s3_source,
+        "file": UrlSource(FileFetcher(settings.shared_root, settings.max_image_bytes)),
+        INLINE: InlineSource(settings.max_image_bytes),
+    })
+
+
 def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget | None = None) -> Intake:
-    """Without an S3 client, `s3://` references are refused (FETCH_SCHEME_UNSUPPORTED); without a decode
-    budget (build_moderator passes the process's one), only the per-image decode limit applies."""
-    allowed = BucketAllowlist(settings.s3_allowed_buckets)
-    s3_fetcher = None if s3 is None else S3Fetcher(s3, settings.max_image_bytes, allowed=allowed)
+    """Without a decode budget (build_moderator passes the process's one), only the per-image limit applies."""
     return Intake(
-        http_fetcher(settings), s3_fetcher, settings.max_image_pixels, settings.max_image_side_px,
-        settings.max_image_bytes, FileFetcher(settings.shared_root, settings.max_image_bytes),
-        settings.max_decode_bytes, budget,
+        image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
+        settings.max_image_bytes, settings.max_decode_bytes, budget,
     )
 
 

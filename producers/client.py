@@ -33,6 +33,7 @@ from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
 from worker.stores import VerdictStore
+from worker.validation_errors import describe
 
 __all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationClient", "Submission"]
 
@@ -130,7 +131,7 @@ class ModerationClient:
                 priority=item.priority,
             )
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(describe(exc)) from None
 
     def get(self, moderation_id: str) -> Verdict | None:
         """The stored verdict, or None while the moderation is pending (or unknown)."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from worker.http_headers import parse_retry_after as parse_retry_after  # re-exported
 from worker.webhook_format import (  # re-exported: the names belong here, they live in a leaf for settings
     DEFAULT_SCHEDULE_S as DEFAULT_SCHEDULE_S,
 )
@@ -36,22 +35,6 @@ def classify_status(status: int) -> Outcome:
     if status == 410:
         return Outcome.GONE
     return Outcome.RETRY
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from producers.publish import Publisher
 from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
-from worker.composition import verdict_store
 from worker.errors import IdempotencyConflict
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
@@ -177,6 +176,10 @@ class ModerationClient:
     @property
     def store(self) -> VerdictStore:
         if self._store is None:
+            # Late: the composition root imports the worker's metrics, and `python -m producers.cli worker`
+            # imports this module before the worker may set PROMETHEUS_MULTIPROC_DIR (commands/run_worker.py).
+            from worker.composition import verdict_store
+
             self._store = verdict_store(self.settings)
         return self._store
 

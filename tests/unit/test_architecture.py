@@ -13,6 +13,8 @@ What counts as an import:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +181,11 @@ def test_no_class_or_function_outside_them_takes_a_settings() -> None:
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_cli_root_loads_no_metrics_before_the_worker_command_runs() -> None:
+    """`llavaguard worker` sets PROMETHEUS_MULTIPROC_DIR before the metrics are first imported; an eager import
+    anywhere under producers.cli (e.g. of worker.composition) would lose the prefork children's metrics."""
+    code = "import sys, producers.cli; print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,7 +1,8 @@
 """One typed settings object read from `LLAVAGUARD_*` environment variables.
 
-Only `load_settings()` reads the environment; everything else receives a `Settings`. A bad value fails at
-start-up with one line naming the variable (`SettingsError`), never later in the middle of a moderation.
+Only `load_settings()` reads the environment; the composition root (worker/composition.py) turns a `Settings`
+into objects, which take explicit arguments. A bad value fails at start-up with one line naming the variable
+(`SettingsError`), never later in the middle of a moderation.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
 from worker.queues import DELIVERIES_TTL_S
 from worker.redelivery.deliveries import DeliveryCounter, DeliveryGuard
-from worker.s3_clients import IMAGE_FETCH_ATTEMPTS, STORE_BOUNDS, S3Bounds, make_s3_client
+from worker.s3_clients import IMAGE_FETCH_RETRIES, STORE_BOUNDS, S3Bounds, make_s3_client
 from worker.settings import Settings
 from worker.stores import VerdictStore, open_store
 
@@ -63,7 +63,7 @@ _outboxes: dict[tuple[str, int], Outbox] = {}
 
 def image_s3_bounds(settings: Settings) -> S3Bounds:
     """Image fetches from S3 are bounded like the HTTP fetcher (botocore's defaults wait 60 s per read)."""
-    return S3Bounds(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s, IMAGE_FETCH_ATTEMPTS)
+    return S3Bounds(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s, IMAGE_FETCH_RETRIES)
 
 
 def s3_client(settings: Settings, bounds: S3Bounds | None = None) -> S3Client:

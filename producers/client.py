@@ -34,7 +34,8 @@ from worker.intake.file_fetch import file_uri
 from worker.models import DEFAULT_POLICY, ImageRef, ModerationRequest, Verdict
 from worker.queues import QUEUES, REALTIME_QUEUE
 from worker.settings import Settings, load_settings
-from worker.stores import VerdictStore, open_store, require_existing_store
+from worker.stores import VerdictStore, require_existing_store
+from worker.validation_errors import describe
 
 __all__ = ["IMAGE_SCHEMES", "IdempotencyConflict", "ImageRefused", "ModerationClient", "Submission"]
 
@@ -138,7 +139,7 @@ class ModerationClient:
                 priority=item.priority,
             )
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(describe(exc)) from None
 
     def get(self, moderation_id: str) -> Verdict | None:
         """The stored verdict, or None while the moderation is pending (or unknown).
@@ -201,10 +202,11 @@ class ModerationClient:
     @property
     def store(self) -> VerdictStore:
         if self._store is None:
-            self._store = open_store(
-                self.settings.store_url, s3_endpoint_url=self.settings.s3_endpoint_url,
-                s3_region=self.settings.s3_region,
-            )
+            # Late: the composition root imports the worker's metrics, and `python -m producers.cli worker`
+            # imports this module before the worker may set PROMETHEUS_MULTIPROC_DIR (commands/run_worker.py).
+            from worker.composition import verdict_store
+
+            self._store = verdict_store(self.settings)
         return self._store
 
     def _image_ref(self, image: str | bytes | PathLike[str]) -> ImageRef:

@@ -31,7 +31,7 @@ def write_dataset(folder: Path, count: int, *, start: int = 0, nested: bool = Tr
 
 
 def cli(env: dict[str, str], *args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "producers.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
 
 
@@ -46,7 +46,7 @@ def audit_json(env: dict[str, str], *args: str) -> dict[str, Any]:
 def cli_in_terminal(env: dict[str, str], *args: str, timeout_s: float = 240) -> tuple[int, str]:
     """Run the CLI with stdout and stderr on a pseudo-terminal (as in a shell); (exit code, everything shown)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", *args], env=env, stdout=follower,
+    proc = subprocess.Popen([sys.executable, "-m", "producers.cli", *args], env=env, stdout=follower,
                             stderr=follower, stdin=subprocess.DEVNULL)
     os.close(follower)
     chunks: list[bytes] = []

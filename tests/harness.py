@@ -44,7 +44,7 @@ class WorkerProcess:
         self.name = f"w{uuid.uuid4().hex[:8]}@test"
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", f"--queues={queues}", f"--hostname={self.name}",
+            [sys.executable, "-m", "producers.cli", "worker", f"--queues={queues}", f"--hostname={self.name}",
              "--loglevel=INFO", *([f"--concurrency={concurrency}"] if concurrency else []),
              *([f"--pool={pool}"] if pool else [])],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from worker.errors import ErrorCode, FetchHostBusy, StoreUnavailable, TransientError
 from worker.models import ImageRef, ModerationRequest, scrub_text
 from worker.pipeline import Moderator
+from worker.validation_errors import describe
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ class BatchRunner:
     def _record_invalid(self, payload: Any, exc: ValidationError) -> None:
         """Record `request_invalid` under the payload's id; a payload without a usable one is dead-lettered."""
         log.warning("moderation.invalid_request", error=str(exc).splitlines()[0])
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        message = describe(exc)
         self.record_or_dead_letter(payload, ErrorCode.REQUEST_INVALID, message)
 
     def record_or_dead_letter(self, payload: Any, code: ErrorCode, message: str) -> None:

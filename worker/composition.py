@@ -1,47 +1,131 @@
-"""Composition root: builds the pipeline's parts from settings. Nothing else reads settings into objects."""
+"""Composition root: every object built from settings is built here, and nothing else reads settings into objects.
+
+    settings ─▶ s3_client ─────────────────────────────┐ (one factory: worker/s3_clients.py)
+             ─▶ intake (HTTP fetcher, S3 / file fetchers, decode budget)
+             ─▶ inference_backend ─▶ judge
+             ─▶ verdict_store
+             ─▶ outbox (one per process) ─▶ webhook_hook, webhook_courier, webhook_poller
+             ─▶ dead_letter_list, dead_letters, delivery_guard, batch_runner
+             ═▶ build_moderator: the pipeline of one worker process
+
+Classes elsewhere take explicit arguments, never `Settings` (tests/unit/test_architecture.py checks it); the
+Celery app module (worker/worker_app.py), the task modules and the CLI commands call these functions. This
+module must never be imported by the modules it builds.
+"""
 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import redis
-from botocore.config import Config
 
+from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
+from worker.broker.verdicts import DeadLetters
+from worker.buckets import BucketAllowlist
 from worker.errors import SettingsError
 from worker.inference.base import InferenceBackend
 from worker.inference.chat_client import ChatCompletionsClient
 from worker.inference.dialects import OPENAI, VLLM
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
-from worker.intake import DecodeBudget, Intake
+from worker.intake import AddressGuard, DecodeBudget, HttpFetcher, Intake, S3Fetcher
 from worker.intake.decode_budget import default_budget_bytes
-from worker.notify.hook import webhook_hook
+from worker.intake.file_fetch import FileFetcher
+from worker.intake.hosts import HostGate
+from worker.intake.pace import Pace
+from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.notify.callback_secrets import CallbackSecrets
+from worker.notify.delivery import Courier
+from worker.notify.hook import WebhookHook
+from worker.notify.outbox import Outbox
+from worker.notify.poller import Dispatch, Poller
+from worker.notify.schedule import RetrySchedule
+from worker.notify.sender import WebhookSender
 from worker.observability.metrics import count_verdict
+from worker.observability.wiring import WiringOptions
 from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
 from worker.queues import DELIVERIES_TTL_S
 from worker.redelivery.deliveries import DeliveryCounter, DeliveryGuard
+from worker.s3_clients import IMAGE_FETCH_RETRIES, STORE_BOUNDS, S3Bounds, make_s3_client
 from worker.settings import Settings
-from worker.stores import open_store
+from worker.stores import VerdictStore, open_store
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_lock = threading.Lock()
+_outboxes: dict[tuple[str, int], Outbox] = {}
 
 
-def s3_client(settings: Settings) -> Any:
-    """An S3 client for image fetches, bounded like the HTTP fetcher (botocore's defaults wait 60 s per read)."""
-    config = Config(
-        connect_timeout=settings.fetch_connect_timeout_s, read_timeout=settings.fetch_read_timeout_s,
-        retries={"max_attempts": 3, "mode": "standard"},
-    )
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config)
+# ── S3 ────────────────────────────────────────────────────────────────────────────────────────────────────
 
+def image_s3_bounds(settings: Settings) -> S3Bounds:
+    """Image fetches from S3 are bounded like the HTTP fetcher (botocore's defaults wait 60 s per read)."""
+    return S3Bounds(settings.fetch_connect_timeout_s, settings.fetch_read_timeout_s, IMAGE_FETCH_RETRIES)
+
+
+def s3_client(settings: Settings, bounds: S3Bounds | None = None) -> S3Client:
+    """The one S3 client factory; `bounds` default to the image-fetch bounds (audits read and upload images)."""
+    return make_s3_client(settings.s3_endpoint_url, settings.s3_region, bounds or image_s3_bounds(settings))
+
+
+def verdict_store(settings: Settings) -> VerdictStore:
+    """The verdict store LLAVAGUARD_STORE_URL names (worker, SDK, API, audits and export all open it here)."""
+    needs_s3 = settings.store_url.lower().startswith("s3://")
+    return open_store(settings.store_url, s3_client=s3_client(settings, STORE_BOUNDS) if needs_s3 else None)
+
+
+# ── intake and inference ─────────────────────────────────────────────────────────────────────────────────
 
 def decode_budget(settings: Settings) -> DecodeBudget:
     """The one decode-memory budget of this process (tasks build one Moderator per process)."""
     total = settings.decode_memory_bytes or default_budget_bytes()
     return DecodeBudget(total, settings.decode_wait_s)
+
+
+def http_fetcher(settings: Settings) -> HttpFetcher:
+    return HttpFetcher(
+        AddressGuard(settings.allowed_networks),
+        allow_http=settings.allow_http,
+        max_bytes=settings.max_image_bytes,
+        connect_timeout_s=settings.fetch_connect_timeout_s,
+        read_timeout_s=settings.fetch_read_timeout_s,
+        total_timeout_s=settings.fetch_total_timeout_s,
+        max_redirects=settings.fetch_max_redirects,
+        hosts=HostGate(max_per_host=settings.fetch_max_per_host, wait_s=settings.fetch_host_wait_s,
+                       cooloff_s=settings.fetch_slow_host_cooloff_s),
+        pace=Pace(min_bytes_per_s=settings.fetch_min_bytes_per_s, window_s=settings.fetch_pace_window_s),
+    )
+
+
+def image_sources(settings: Settings, s3: S3Client | None = None) -> SourceRegistry:
+    """Scheme -> source. Without an S3 client, `s3://` references fail FETCH_SCHEME_UNSUPPORTED; without a
+    shared root, the file source refuses `file://` the same way."""
+    http = UrlSource(http_fetcher(settings))
+    if s3 is None:
+        s3_source: ImageSource = Unconfigured("s3:// is not configured here")
+    else:
+        allowed = BucketAllowlist(settings.s3_allowed_buckets)
+        s3_source = UrlSource(S3Fetcher(s3, settings.max_image_bytes, allowed=allowed))
+    return SourceRegistry({
+        "https": http, "http": http, "s3": s3_source,
+        "file": UrlSource(FileFetcher(settings.shared_root, settings.max_image_bytes)),
+        INLINE: InlineSource(settings.max_image_bytes),
+    })
+
+
+def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget | None = None) -> Intake:
+    """Without a decode budget (build_moderator passes the process's one), only the per-image limit applies."""
+    return Intake(
+        image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
+        settings.max_image_bytes, settings.max_decode_bytes, budget,
+    )
 
 
 def sglang_client(settings: Settings) -> SGLangClient:
@@ -83,26 +167,75 @@ def _transformers_backend(settings: Settings) -> InferenceBackend:
     return backend
 
 
-def build_moderator(settings: Settings) -> Moderator:
+def model_server_probe(settings: Settings) -> ChatCompletionsClient | None:
+    """A client for the worker's start-up look at its model server; None for the in-process backend."""
+    if settings.backend == "transformers":
+        return None  # no server to ask, and asking would load the weights on that thread
     backend = inference_backend(settings)
-    judge = LlavaGuardJudge(
+    assert isinstance(backend, ChatCompletionsClient)
+    return backend
+
+
+def judge(settings: Settings, backend: InferenceBackend) -> LlavaGuardJudge:
+    return LlavaGuardJudge(
         backend, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
         max_tokens=settings.max_tokens,
         constrained=settings.constrained_decoding, max_parse_attempts=settings.max_parse_attempts,
         constraint=settings.constraint,
         top_logprobs=settings.top_logprobs,
     )
-    store = open_store(
-        settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-    )
+
+
+def build_moderator(settings: Settings) -> Moderator:
     return Moderator(
         policies=PolicyRegistry(settings.policy_dir),
-        intake=Intake.from_settings(settings, s3_client(settings), decode_budget(settings)),
-        judge=judge,
-        store=store,
+        intake=intake(settings, s3_client(settings), decode_budget(settings)),
+        judge=judge(settings, inference_backend(settings)),
+        store=verdict_store(settings),
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
     )
 
+
+# ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────
+
+def outbox(settings: Settings) -> Outbox:
+    """The process's one outbox: the verdict hook, the poller and the courier share its connection pool."""
+    key = (settings.redis_url, settings.webhook_retention_s)
+    with _lock:
+        if key not in _outboxes:
+            _outboxes[key] = Outbox.from_url(settings.redis_url, retention_s=settings.webhook_retention_s)
+        return _outboxes[key]
+
+
+def webhook_hook(settings: Settings) -> WebhookHook:
+    """The hook for `build_moderator`; it opens no connection until a verdict has a target."""
+    return WebhookHook(outbox(settings), settings.webhook_url, settings.webhook_events)
+
+
+def callback_secrets(settings: Settings) -> CallbackSecrets:
+    return CallbackSecrets.derived([s.get_secret_value() for s in settings.callback_secret],
+                                   [s.get_secret_value() for s in settings.webhook_secret])
+
+
+def webhook_sender(settings: Settings) -> WebhookSender:
+    return WebhookSender.of(
+        allowed_networks=settings.allowed_networks, allow_http=settings.allow_http,
+        timeout_s=settings.webhook_timeout_s,
+        webhook_secrets=[secret.get_secret_value() for secret in settings.webhook_secret],
+        callbacks=callback_secrets(settings),
+    )
+
+
+def webhook_courier(settings: Settings) -> Courier:
+    return Courier(outbox(settings), webhook_sender(settings), RetrySchedule.of(settings.webhook_retry_schedule_s))
+
+
+def webhook_poller(settings: Settings, dispatch: Dispatch) -> Poller:
+    return Poller(outbox(settings), dispatch, interval_s=settings.webhook_poll_interval_s,
+                  lease_s=float(settings.visibility_timeout_s))
+
+
+# ── redelivery and dead letters ──────────────────────────────────────────────────────────────────────────
 
 def build_delivery_guard(settings: Settings, moderator: Callable[[], Moderator]) -> DeliveryGuard:
     """Counts redeliveries in the broker's Redis; short timeouts, since counting fails open."""
@@ -112,6 +245,28 @@ def build_delivery_guard(settings: Settings, moderator: Callable[[], Moderator])
 def dead_letter_list(settings: Settings) -> DeadLetterList:
     """The dead-letter list (issue 8, item 1) for batch items and the `llavaguard deadletter` command."""
     return DeadLetterList(_side_redis(settings), settings.deadletter_max_entries)
+
+
+def dead_letters(settings: Settings, moderator: Callable[[], Moderator]) -> DeadLetters:
+    """Poison messages: dead letters, and request_invalid verdicts for the ids they carry."""
+    return DeadLetters(moderator, dead_letter_list(settings), settings.max_message_bytes)
+
+
+def batch_runner(settings: Settings, moderator: Callable[[], Moderator], dead_letter: Callable[[Any, str], None],
+                 ) -> BatchRunner:
+    """One pool of `inflight_window` threads per worker process for the items of every batch message."""
+    pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
+    return BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals,
+                       dead_letter=dead_letter)
+
+
+def wiring_options(settings: Settings) -> WiringOptions:
+    """Logging, heartbeat and metrics endpoint of a worker process (worker/observability/wiring.py)."""
+    return WiringOptions(
+        log_level=settings.log_level, json_logs=settings.log_json, redis_url=settings.redis_url,
+        heartbeat_interval_s=settings.heartbeat_interval_s, metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
+    )
 
 
 def _side_redis(settings: Settings) -> redis.Redis[bytes]:

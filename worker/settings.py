@@ -1,7 +1,8 @@
 """One typed settings object read from `LLAVAGUARD_*` environment variables.
 
-Only `load_settings()` reads the environment; everything else receives a `Settings`. A bad value fails at
-start-up with one line naming the variable (`SettingsError`), never later in the middle of a moderation.
+Only `load_settings()` reads the environment; the composition root (worker/composition.py) turns a `Settings`
+into objects, which take explicit arguments. A bad value fails at start-up with one line naming the variable
+(`SettingsError`), never later in the middle of a moderation.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.buckets import bucket_name_problem
+# Leaves only (tests/unit/test_architecture.py): settings import nothing from the packages they configure.
+from worker.bucket_names import bucket_name_problem
 from worker.errors import SettingsError
-from worker.notify.events import EVENT_TYPES
-from worker.notify.schedule import DEFAULT_SCHEDULE_S as WEBHOOK_SCHEDULE_S
-from worker.notify.signing import parse_secret
 from worker.queues import DELIVERIES_TTL_S
+from worker.webhook_format import DEFAULT_SCHEDULE_S as WEBHOOK_SCHEDULE_S
+from worker.webhook_format import EVENT_TYPES, parse_secret
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -8,28 +8,23 @@ Only an unreachable store keeps retrying without limit, since there is nowhere t
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 from celery import Task
 from celery.exceptions import Reject
 
+from worker import composition
 from worker.batch import BatchRunner, Unfinished, all_deferred, retry_after_s
-from worker.broker.verdicts import DeadLetters
-from worker.celery_app import create_app
-from worker.composition import build_delivery_guard, build_moderator
 from worker.errors import FetchHostBusy, TransientError
-from worker.logs import configure_logging
+from worker.notify import tasks as webhook_tasks  # noqa: F401 - registers the webhook task and the poller with `app`
 from worker.pipeline import Moderator
 from worker.queues import BULK_QUEUE, MODERATE_BATCH_TASK, MODERATE_TASK
 from worker.redelivery.deliveries import Delivery, DeliveryGuard, split_batch
 from worker.retry import backoff_delay_s, deferral_delay_s
-from worker.settings import load_settings
+from worker.worker_app import app as app  # `celery -A worker.tasks` finds the app here
+from worker.worker_app import settings as settings
 
-settings = load_settings()
-configure_logging(settings.log_level, json=settings.log_json)
-app = create_app(settings)
 log = structlog.get_logger(__name__)
 
 _moderator: Moderator | None = None
@@ -41,7 +36,7 @@ def moderator() -> Moderator:
     global _moderator
     with _moderator_lock:
         if _moderator is None:
-            _moderator = build_moderator(settings)
+            _moderator = composition.build_moderator(settings)
         return _moderator
 
 
@@ -67,7 +62,7 @@ def _moderate(task: Task, payload: dict[str, Any], deferrals: int) -> None:
 
 
 # Poison messages (issue 8, items 1 and 8): dead letters, and request_invalid verdicts for the ids they carry.
-dead_letters = DeadLetters(settings, moderator)
+dead_letters = composition.dead_letters(settings, moderator)
 dead_letter_item = dead_letters.item
 dead_letters.listen()
 
@@ -79,9 +74,7 @@ def batch_runner() -> BatchRunner:
     global _batch_runner
     with _moderator_lock:
         if _batch_runner is None:
-            pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
-            _batch_runner = BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals,
-                                        dead_letter=dead_letter_item)
+            _batch_runner = composition.batch_runner(settings, moderator, dead_letter_item)
         return _batch_runner
 
 
@@ -112,7 +105,7 @@ def delivery_guard() -> DeliveryGuard:
     global _delivery_guard
     with _moderator_lock:
         if _delivery_guard is None:
-            _delivery_guard = build_delivery_guard(settings, moderator)
+            _delivery_guard = composition.build_delivery_guard(settings, moderator)
         return _delivery_guard
 
 
@@ -153,6 +146,3 @@ def _retry(task: Task, exc: TransientError, *, attempt: int) -> None:
     )
     log.info("moderation.retry", attempt=task.request.retries + 1, delay_s=round(delay, 2), error=exc.message)
     raise task.retry(exc=exc, countdown=delay)
-
-
-import worker.notify.tasks  # noqa: E402, F401  (registers the webhook task and the poller with `app`)

@@ -24,8 +24,8 @@ from producers.api.metrics import RequestMetrics
 from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
 from producers.api.validation import Rules
 from producers.async_client import AsyncModerationClient
+from worker.composition import callback_secrets
 from worker.errors import SettingsError, StoreUnavailable
-from worker.notify.callback_secrets import CallbackSecrets
 from worker.policy import PolicyRegistry
 from worker.settings import Settings, load_settings
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                s3_buckets=settings.s3_allowed_buckets)
     keys = [Depends(api_key_check(settings.api_keys, settings.api_admin_keys))]
     app.include_router(moderation, dependencies=keys, tags=["moderations"])
-    app.include_router(callbacks.router(CallbackSecrets.from_settings(settings)), dependencies=keys, tags=["callbacks"])
+    app.include_router(callbacks.router(callback_secrets(settings)), dependencies=keys, tags=["callbacks"])
     app.include_router(health.router())
     app.include_router(wire.schemas_router([] if public else keys))  # public like /openapi.json, else keyed
     wire.document_webhooks(app)

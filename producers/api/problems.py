@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.api import metrics
+from worker.validation_errors import field_errors, location
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = structlog.get_logger(__name__)
@@ -59,15 +60,10 @@ def problem_response(problem: ApiProblem) -> JSONResponse:
     )
 
 
-def field_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
-    """Pydantic's errors reduced to what a client needs (no echo of the submitted input)."""
-    return [{"loc": [str(part) for part in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-
-
 def invalid_request(exc: ValidationError | RequestValidationError, prefix: str = "") -> ApiProblem:
     errors = field_errors(exc)
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
-    where = ".".join(first["loc"]) or "body"
+    where = location(first["loc"]) or "body"
     return ApiProblem(422, "request_invalid", f"{prefix}{where}: {first['msg']}", errors=errors)
 
 

@@ -28,7 +28,7 @@ def run_api(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes
     port = free_port()
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "api", "--port", str(port)],
                                 env=env, stdout=stdout, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

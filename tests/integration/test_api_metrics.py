@@ -59,7 +59,7 @@ def test_api_metrics_sum_every_worker_process(fresh_redis: str, tmp_path: Path) 
                         api_metrics_port=str(metrics_port)), "TMPDIR": str(tmp_path / "tmp")}
     err = tmp_path / "stderr.log"
     with err.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", "2"],
+        proc = subprocess.Popen([sys.executable, "-m", "producers.cli", "api", "--port", str(port), "--workers", "2"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -178,7 +178,7 @@ def test_callbacks_are_signed_with_the_owners_secret_never_the_operators(
     assert Webhook(operator_secret).verify(to_operator.body, to_operator.headers)["data"]["id"] == verdict["id"]
     with pytest.raises(WebhookVerificationError):
         Webhook(secret_a["secret"]).verify(to_operator.body, to_operator.headers)
-    cli = subprocess.run([sys.executable, "-m", "worker.cli", "webhooks", "callback-secret", "--key-id",
+    cli = subprocess.run([sys.executable, "-m", "producers.cli", "webhooks", "callback-secret", "--key-id",
                           key_id(KEY_A)], env=worker_env(**settings), capture_output=True, text=True,
                          timeout=60, check=True)
     assert json.loads(cli.stdout)["secret"] == secret_a["secret"]  # the operator can hand it out too

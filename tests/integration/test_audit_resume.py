@@ -23,7 +23,7 @@ IMAGES = 2000
 
 def start_audit(env: dict[str, str], dataset: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "worker.cli", "audit", str(dataset)], env=env,
+        return subprocess.Popen([sys.executable, "-m", "producers.cli", "audit", str(dataset)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -32,7 +32,7 @@ def settings_for(redis_url: str, tmp_path: Path) -> dict[str, str]:
 
 def health(env: dict[str, str], worker: WorkerProcess, *extra: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "health", f"--hostname={worker.name}", *extra],
+        [sys.executable, "-m", "producers.cli", "health", f"--hostname={worker.name}", *extra],
         env=env, capture_output=True, text=True, timeout=60,
     )
     return done.returncode, json.loads(done.stdout)
@@ -133,6 +133,6 @@ def test_health_without_hostname_checks_this_hosts_worker(fresh_redis: str, tmp_
 
 
 def health_alone(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "health"], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "health"], env=env, capture_output=True, text=True,
                           timeout=60)
     return done.returncode, json.loads(done.stdout)

@@ -42,7 +42,7 @@ class PlainWorker:
         self.log_path = log_path
         with log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--queues=realtime", "--concurrency=2",
+                [sys.executable, "-m", "producers.cli", "worker", "--queues=realtime", "--concurrency=2",
                  f"--pool={pool}"],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )
@@ -94,7 +94,7 @@ def counts_become(port: int, want: float, within_s: float = 60.0) -> None:
 
 
 def health(env: dict[str, str], *extra: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "health", *extra],
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "health", *extra],
                           env=env, capture_output=True, text=True, timeout=60)
     return done.returncode, json.loads(done.stdout)
 

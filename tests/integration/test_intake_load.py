@@ -12,6 +12,7 @@ from mypy_boto3_s3 import S3Client
 from PIL import Image
 
 from tests.integration.test_intake_http import PNG, ImageServer, running
+from worker import composition
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake import Intake
 from worker.models import ImageRef
@@ -37,7 +38,7 @@ def large_png() -> bytes:
 
 @pytest.fixture()
 def intake(s3: S3Client) -> Iterator[Intake]:
-    with contextlib.closing(Intake.from_settings(SETTINGS, s3)) as built:
+    with contextlib.closing(composition.intake(SETTINGS, s3)) as built:
         yield built
 
 
@@ -85,7 +86,7 @@ def test_unsupported_references(intake: Intake, url: str) -> None:
 
 
 def test_s3_without_a_client_is_unsupported() -> None:
-    with contextlib.closing(Intake.from_settings(SETTINGS)) as no_s3:
+    with contextlib.closing(composition.intake(SETTINGS)) as no_s3:
         assert failure(no_s3, ImageRef(url="s3://bucket/key")) == ErrorCode.FETCH_SCHEME_UNSUPPORTED
 
 

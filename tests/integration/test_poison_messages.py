@@ -68,7 +68,7 @@ def deadletters(r: redis.Redis) -> list[dict[str, Any]]:
 
 
 def cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "deadletter", *args], env=env,
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "deadletter", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 

@@ -9,12 +9,12 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.webhook_receiver import WebhookReceiver, always, fail_first
+from worker import composition
 from worker.notify.delivery import Courier
 from worker.notify.events import UNSAFE, Target
 from worker.notify.outbox import DEAD_KEY, DUE_KEY, AttemptRecord, Outbox
 from worker.notify.poller import Poller
 from worker.notify.schedule import RetrySchedule
-from worker.notify.sender import WebhookSender
 from worker.notify.signing import new_secret
 from worker.settings import load_settings
 
@@ -39,7 +39,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 def courier(outbox: Outbox, schedule: list[float], **settings: str) -> Courier:
     loaded = load_settings(webhook_secret=SECRET, webhook_timeout_s="3", **settings)
-    return Courier(outbox, WebhookSender.from_settings(loaded), RetrySchedule.of(schedule))
+    return Courier(outbox, composition.webhook_sender(loaded), RetrySchedule.of(schedule))
 
 
 def add(outbox: Outbox, msg_id: str, url: str, *, now: float, trusted: bool = True) -> None:
@@ -212,7 +212,7 @@ def test_retry_after_pushes_the_next_attempt_out(outbox: Outbox, receiver: Webho
 
 
 def test_nothing_is_sent_unsigned(outbox: Outbox, receiver: WebhookReceiver) -> None:
-    unsigned = Courier(outbox, WebhookSender.from_settings(load_settings()), RetrySchedule.of([1]))
+    unsigned = Courier(outbox, composition.webhook_sender(load_settings()), RetrySchedule.of([1]))
     now = time.time()
     add(outbox, "msg_a", receiver.url(), now=now, trusted=False)
     outbox.claim(now=now, lease_until=now + LEASE_S, limit=10)

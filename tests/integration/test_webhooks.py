@@ -68,7 +68,7 @@ def states(outbox: Outbox, ids: set[str]) -> dict[str, str | None]:
 
 
 def cli(settings: dict[str, str], *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "webhooks", *args], env=worker_env(**settings),
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "webhooks", *args], env=worker_env(**settings),
                           capture_output=True, text=True, timeout=60, check=True)
     return [json.loads(line) for line in done.stdout.splitlines()]
 

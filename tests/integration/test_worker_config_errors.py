@@ -56,7 +56,7 @@ def test_debug_logs_of_an_s3_fetch_hold_no_access_key(
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "--concurrency=2", "--loglevel=DEBUG"],
+            [sys.executable, "-m", "producers.cli", "worker", "--concurrency=2", "--loglevel=DEBUG"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:

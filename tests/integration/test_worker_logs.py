@@ -32,7 +32,7 @@ def run_worker(env: dict[str, str], tmp_path: Path, pool: str) -> tuple[subproce
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "--concurrency=4", "--hostname=logs@test",
+            [sys.executable, "-m", "producers.cli", "worker", "--concurrency=4", "--hostname=logs@test",
              f"--pool={pool}", "--loglevel=DEBUG"], env=env, stdout=stdout, stderr=stderr,
         )
     deadline = time.monotonic() + 60

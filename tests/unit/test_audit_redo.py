@@ -10,7 +10,7 @@ import pytest
 from producers.bulk.audit import checked_audit_name, default_audit_name
 from producers.bulk.diagnosis import configuration_problem
 from producers.bulk.summary import Tally
-from worker.commands.audit import _retry_codes
+from producers.commands.audit import _retry_codes
 from worker.models import ErrorInfo, ImageInfo, PolicyRef, Verdict
 from worker.stores.base import VerdictQuery
 from worker.stores.s3_layout import entry_key, parse_entry, start_after

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from worker import composition
 from worker.errors import ErrorCode, ModerationFailed
-from worker.intake import Intake
 from worker.intake.file_fetch import FileFetcher, _open_beneath, _translate, file_uri, path_of_file_uri
 from worker.models import ImageRef
 from worker.settings import load_settings
@@ -124,7 +124,7 @@ def test_malformed_file_uris(uri: str) -> None:
 
 def test_intake_dispatches_file_uris_to_the_shared_root(tree: tuple[Path, Path]) -> None:
     root, outside = tree
-    intake = Intake.from_settings(load_settings(shared_root=str(root)))
+    intake = composition.intake(load_settings(shared_root=str(root)))
     try:
         prepared = intake.load(ImageRef(url=file_uri(root / "set" / "cat.png")))
         assert prepared.info.source == file_uri(root / "set" / "cat.png") and prepared.info.width == 16

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from worker import composition
 from worker.errors import ErrorCode, ModerationFailed
-from worker.intake import Intake
 from worker.intake.file_fetch import FileFetcher, file_uri
 from worker.models import ImageRef
 from worker.settings import load_settings
@@ -37,7 +37,7 @@ def test_realpath_errors_become_a_failure_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int, code: ErrorCode
 ) -> None:
     (tmp_path / "cat.png").write_bytes(make_image("O4", size=(8, 8)))
-    intake = Intake.from_settings(load_settings(shared_root=str(tmp_path)))
+    intake = composition.intake(load_settings(shared_root=str(tmp_path)))
     monkeypatch.setattr(os.path, "realpath", _failing_realpath(error))
     with pytest.raises(ModerationFailed) as caught:  # never a bare OSError
         intake.load(ImageRef(url=file_uri(tmp_path / "cat.png")))

@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from producers.api.auth import matching_caller
 from producers.ids import keyed_moderation_id, request_fingerprint, submission_record
+from worker import composition
 from worker.models import ImageInfo, ImageRef, ModerationRequest, PolicyRef, Verdict
 from worker.notify.callback_secrets import CALLBACK_LABEL, FROM_WEBHOOK_LABEL, CallbackSecrets
 from worker.notify.signing import new_secret, parse_secret
@@ -65,7 +66,7 @@ def test_admin_keys_are_callers_too_and_a_stranger_is_none() -> None:
 
 def test_callback_secrets_are_per_owner_and_never_the_operators() -> None:
     operator = new_secret()
-    derived = CallbackSecrets.from_settings(load_settings(webhook_secret=operator))
+    derived = composition.callback_secrets(load_settings(webhook_secret=operator))
     assert derived.label == FROM_WEBHOOK_LABEL
     a, b, sdk = (derived.secrets_for(owner)[0] for owner in ("key_a", "key_b", None))
     assert len({a, b, sdk, operator}) == 4 and len(parse_secret(a)) == 32
@@ -79,14 +80,14 @@ def test_callback_secrets_are_per_owner_and_never_the_operators() -> None:
 def test_a_callback_master_replaces_the_fallback_and_rotates() -> None:
     old, new = new_secret(), new_secret()
     operator = new_secret()
-    own = CallbackSecrets.from_settings(load_settings(webhook_secret=operator, callback_secret=f"{new},{old}"))
-    fallback = CallbackSecrets.from_settings(load_settings(webhook_secret=operator))
+    own = composition.callback_secrets(load_settings(webhook_secret=operator, callback_secret=f"{new},{old}"))
+    fallback = composition.callback_secrets(load_settings(webhook_secret=operator))
     assert own.label == CALLBACK_LABEL and own.secrets_for("key_a")[0] != fallback.secrets_for("key_a")[0]
     headers = own.signer_for("key_a").headers("msg_1", BODY)  # type: ignore[union-attr]
     for secret in own.secrets_for("key_a"):  # while rotating, both derived secrets verify
         Webhook(secret).verify(BODY, headers)
     assert CallbackSecrets.of([new], CALLBACK_LABEL).secrets_for("key_a")[0] == own.secrets_for("key_a")[0]
-    assert not CallbackSecrets.from_settings(load_settings()).configured
+    assert not composition.callback_secrets(load_settings()).configured
 
 
 def test_verdicts_stored_before_owners_existed_still_load() -> None:

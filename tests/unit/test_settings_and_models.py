@@ -53,7 +53,7 @@ def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, var: 
 
 def test_cli_fails_at_start_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"LLAVAGUARD_INFLIGHT_WINDOW": "many", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "worker"], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "producers.cli", "worker"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0

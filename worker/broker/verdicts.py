@@ -18,12 +18,11 @@ import structlog
 
 from worker.batch import placeholder_request
 from worker.broker import transport
+from worker.broker.deadletter import DeadLetterList
 from worker.broker.guard import Rejection
-from worker.composition import dead_letter_list
 from worker.errors import ErrorCode
 from worker.observability import metrics
 from worker.pipeline import Moderator
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +39,11 @@ def carried_requests(body: list[Any] | None) -> Iterator[Any]:
 
 @dataclass
 class DeadLetters:
-    settings: Settings
+    """Built by the composition root: `keep_bytes` is MAX_MESSAGE_BYTES, the list is the process's one."""
+
     moderator: Callable[[], Moderator]
+    dead_letter_list: DeadLetterList
+    keep_bytes: int
 
     def listen(self) -> None:
         transport.on_dead_letter(self.record_verdicts)
@@ -61,10 +63,10 @@ class DeadLetters:
         """Dead-letter one batch item (or single payload) that has no id a verdict could be stored under."""
         reason = "missing_id" if isinstance(payload, dict) and payload.get("id") is None else "item_invalid"
         raw = json.dumps(payload, default=str).encode("utf-8")
-        keep = self.settings.max_message_bytes
+        keep = self.keep_bytes
         entry = transport.new_entry(reason=reason, detail=detail, queue="", raw=raw, keep_bytes=keep)
         try:
-            dead_letter_list(self.settings).push(entry)
+            self.dead_letter_list.push(entry)
         except Exception as exc:  # noqa: BLE001  (Redis gone: logged below, the item is lost either way)
             log.error("broker.dead_letter_unstored", reason=reason, error=type(exc).__name__)
         log.warning("broker.dead_letter", dead_letter_id=entry["id"], reason=reason, detail=detail, size=len(raw))

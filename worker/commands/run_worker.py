@@ -6,11 +6,15 @@ import argparse
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from worker.observability.multiproc import MetricsDir
 from worker.queues import WORKER_QUEUES
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.stores import VerdictStore
 
 
 def register(sub: Any) -> None:
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     from celery import signals
 
+    from worker import composition
     from worker.inference.preflight import report_model_server
     from worker.observability.wiring import install
     from worker.redelivery.lease import lease_step
@@ -63,15 +68,19 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     try:
-        install(app, settings, queues, None if metrics_dir is None else metrics_dir.path)
+        install(app, composition.wiring_options(settings), queues,
+                None if metrics_dir is None else metrics_dir.path)
     except OSError as exc:
         where = f"{settings.metrics_host}:{settings.metrics_port}"
         print(f"llavaguard: cannot serve metrics on {where} (LLAVAGUARD_METRICS_PORT): {exc}", file=sys.stderr)
         return 2
-    # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
-    signals.worker_ready.connect(lambda **_: threading.Thread(
-        target=report_model_server, args=(settings,), name="llavaguard-preflight", daemon=True).start(), weak=False)
-    create_store(settings)  # before "ready.": a reader started after it finds the store
+    probe = composition.model_server_probe(settings)
+    if probe is not None:  # an in-process backend has no server to ask
+        # Once the pool has forked (no thread of ours may hold a lock across a fork); a slow server delays nothing.
+        signals.worker_ready.connect(lambda **_: threading.Thread(
+            target=report_model_server, args=(probe, settings.backend),
+            name="llavaguard-preflight", daemon=True).start(), weak=False)
+    create_store(composition.verdict_store, settings)  # before "ready.": a reader started after it finds the store
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     # Workers (not producers) convert kombu's binding tables left with the pre-issue-9 separator (worker/broker).
     app.conf.broker_transport_options = {**app.conf.broker_transport_options, "migrate_legacy_bindings": True}
@@ -85,7 +94,7 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
     return 0
 
 
-def create_store(settings: Settings) -> None:
+def create_store(open_store: Callable[[Settings], VerdictStore], settings: Settings) -> None:
     """Create (and migrate) the verdict store when the worker starts, not with its first verdict.
 
     Readers never create a store (`StoreNotFound`), so a store must exist as soon as a worker runs; a
@@ -95,10 +104,9 @@ def create_store(settings: Settings) -> None:
     import structlog
 
     from worker.errors import LlavaguardError
-    from worker.stores import open_store
 
     log = structlog.get_logger(__name__)
     try:
-        open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region).close()
+        open_store(settings).close()
     except LlavaguardError as exc:
         log.warning("store.unavailable_at_start", error=str(exc)[:500])

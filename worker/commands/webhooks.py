@@ -102,12 +102,12 @@ def run_secret(args: argparse.Namespace) -> int:
 
 
 def run_callback_secret(args: argparse.Namespace) -> int:
-    from worker.notify.callback_secrets import CallbackSecrets
+    from worker.composition import callback_secrets
     from worker.owners import SDK_OWNER, key_id
     from worker.settings import load_settings
 
     settings = load_settings()
-    secrets = CallbackSecrets.from_settings(settings)
+    secrets = callback_secrets(settings)
     if not secrets.configured:
         _print({"error": "set LLAVAGUARD_CALLBACK_SECRET (or LLAVAGUARD_WEBHOOK_SECRET): callbacks are not signed"})
         return 1
@@ -120,11 +120,10 @@ def run_callback_secret(args: argparse.Namespace) -> int:
 
 
 def _outbox() -> Any:
-    from worker.notify.outbox import Outbox
+    from worker.composition import outbox
     from worker.settings import load_settings
 
-    settings = load_settings()
-    return Outbox.from_url(settings.redis_url, retention_s=settings.webhook_retention_s)
+    return outbox(load_settings())
 
 
 def _print(record: dict[str, Any]) -> None:

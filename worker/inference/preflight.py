@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import structlog
 
-from worker.composition import inference_backend, sglang_client
 from worker.errors import InferenceUnavailable, ModerationFailed
 from worker.inference.chat_client import ChatCompletionsClient
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 
-def report_model_server(settings: Settings) -> None:
-    if settings.backend == "transformers":
-        return  # in process: no server to ask, and asking would load the weights on this thread
-    client = sglang_client(settings) if settings.backend == "sglang" else inference_backend(settings)
-    assert isinstance(client, ChatCompletionsClient)
+def report_model_server(client: ChatCompletionsClient, backend: str) -> None:
+    """Closes `client` when done (the composition root builds one for this look only)."""
     with client:
         try:
             model = client.model_name()
         except ModerationFailed as exc:  # only a refused key (401/403) fails permanently here
-            log.error("inference.api_key_refused", sglang_url=client.base_url, backend=settings.backend,
+            log.error("inference.api_key_refused", sglang_url=client.base_url, backend=backend,
                       error=exc.message, consequence="every moderation fails inference_rejected until the key is fixed")
         except InferenceUnavailable as exc:
             log.warning("inference.server_unavailable_at_start", sglang_url=client.base_url,
-                        backend=settings.backend, error=exc.message)
+                        backend=backend, error=exc.message)
         else:
-            log.info("inference.server_ready", sglang_url=client.base_url, backend=settings.backend, model=model)
+            log.info("inference.server_ready", sglang_url=client.base_url, backend=backend, model=model)

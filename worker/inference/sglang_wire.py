@@ -7,10 +7,10 @@ means or what the model is expected to answer; that is `llavaguard.py`'s job.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
+from worker.http_headers import parse_retry_after
 from worker.inference.base import Completion, VisionRequest
 from worker.inference.logprob_wire import logprob_params, parse_logprobs
 
@@ -115,20 +115,8 @@ def error_message(payload: Any, fallback: str) -> str:
 
 
 def retry_after_s(header: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` as seconds (delta or HTTP date); None if absent or unreadable."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    """`Retry-After` as seconds; None if absent or unreadable (worker/http_headers.py, shared with webhooks)."""
+    return parse_retry_after(header, now=now)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -46,6 +46,9 @@ class FileFetcher:
         self.root = root
         self.max_bytes = max_bytes
 
+    def close(self) -> None:
+        pass
+
     def fetch(self, uri: str) -> bytes:
         if self.root is None:
             raise ModerationFailed(  # like s3:// without a client: not configured on this worker

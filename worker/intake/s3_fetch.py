@@ -44,6 +44,9 @@ class S3Fetcher:
         self.max_bytes = max_bytes
         self.allowed = allowed
 
+    def close(self) -> None:
+        """The boto3 client belongs to the composition root, which may share it."""
+
     def fetch(self, uri: str) -> bytes:
         bucket, key = parse_s3_uri(uri)
         self.allowed.check(bucket)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from worker.notify.signing import SECRET_PREFIX, Signer, parse_secret
 from worker.owners import SDK_OWNER
-from worker.settings import Settings
 
 CALLBACK_LABEL = b"llavaguard callback secret v1\x00"
 """Derivation from LLAVAGUARD_CALLBACK_SECRET."""
@@ -36,11 +35,11 @@ class CallbackSecrets:
     label: bytes
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CallbackSecrets:
-        own = [s.get_secret_value() for s in settings.callback_secret]
-        if own:
-            return cls.of(own, CALLBACK_LABEL)
-        return cls.of([s.get_secret_value() for s in settings.webhook_secret], FROM_WEBHOOK_LABEL)
+    def derived(cls, callback_secrets: Sequence[str], webhook_secrets: Sequence[str]) -> CallbackSecrets:
+        """From LLAVAGUARD_CALLBACK_SECRET when set, else derived from LLAVAGUARD_WEBHOOK_SECRET."""
+        if callback_secrets:
+            return cls.of(callback_secrets, CALLBACK_LABEL)
+        return cls.of(webhook_secrets, FROM_WEBHOOK_LABEL)
 
     @classmethod
     def of(cls, secrets: Sequence[str], label: bytes) -> CallbackSecrets:

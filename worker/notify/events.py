@@ -14,15 +14,21 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from worker.models import Verdict
-
-UNSAFE = "moderation.unsafe"
-"""Every verdict rated Unsafe; always sent."""
-COMPLETED = "moderation.completed"
-"""Every completed verdict (Safe or Unsafe); only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
-FAILED = "moderation.failed"
-"""Every failed moderation; only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
-OPTIONAL_EVENTS = (COMPLETED, FAILED)
-EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS)
+from worker.webhook_format import (  # re-exported: the names belong here, they live in a leaf for settings
+    COMPLETED as COMPLETED,
+)
+from worker.webhook_format import (
+    EVENT_TYPES as EVENT_TYPES,
+)
+from worker.webhook_format import (
+    FAILED as FAILED,
+)
+from worker.webhook_format import (
+    OPTIONAL_EVENTS as OPTIONAL_EVENTS,
+)
+from worker.webhook_format import (
+    UNSAFE as UNSAFE,
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import structlog
 from worker.models import ModerationRequest, Verdict
 from worker.notify.events import delivery_id, event_body, events_for, targets_for
 from worker.notify.outbox import Outbox
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +42,3 @@ class WebhookHook:
                 if self.outbox.enqueue(msg_id, event_type, target, verdict.id, body, now=self.clock()):
                     log.info("webhook.enqueued", delivery_id=msg_id, event_type=event_type, callback=not target.trusted)
 
-
-def webhook_hook(settings: Settings) -> WebhookHook:
-    """The hook for `build_moderator`; it opens no connection until a verdict has a target."""
-    outbox = Outbox.from_url(settings.redis_url, retention_s=settings.webhook_retention_s)
-    return WebhookHook(outbox, settings.webhook_url, settings.webhook_events)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-DEFAULT_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-"""Delays before attempts 2..8: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Standard Webhooks / Svix)."""
+from worker.http_headers import parse_retry_after as parse_retry_after  # re-exported
+from worker.webhook_format import (  # re-exported: the names belong here, they live in a leaf for settings
+    DEFAULT_SCHEDULE_S as DEFAULT_SCHEDULE_S,
+)
+
 JITTER = 0.2
 """Each delay is drawn from [delay * (1 - JITTER), delay * (1 + JITTER)], so receivers are not stampeded."""
 
@@ -34,22 +35,6 @@ def classify_status(status: int) -> Outcome:
     if status == 410:
         return Outcome.GONE
     return Outcome.RETRY
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass(frozen=True)

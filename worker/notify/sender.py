@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake import AddressGuard, PinnedHttp
+from worker.intake.addresses import IPNetwork
 from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.schedule import Outcome, classify_status, parse_retry_after
 from worker.notify.signing import Signer
-from worker.settings import Settings
 
 EVERY_NETWORK = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 RETRYABLE_CODES = frozenset({ErrorCode.FETCH_TIMEOUT, ErrorCode.FETCH_CONNECTION_FAILED, ErrorCode.FETCH_DNS_FAILED})
@@ -55,17 +56,19 @@ class WebhookSender:
         self.timeout_s = timeout_s
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WebhookSender:
-        def http(guard: AddressGuard, allow_http: bool) -> PinnedHttp:
-            return PinnedHttp(guard, allow_http=allow_http, connect_timeout_s=settings.webhook_timeout_s,
-                              read_timeout_s=settings.webhook_timeout_s)
+    def of(
+        cls, *, allowed_networks: Sequence[IPNetwork], allow_http: bool, timeout_s: float,
+        webhook_secrets: Sequence[str], callbacks: CallbackSecrets,
+    ) -> WebhookSender:
+        """Callbacks guarded like image fetches; operator endpoints (WEBHOOK_URL) to every network."""
+        def http(guard: AddressGuard, plain_http: bool) -> PinnedHttp:
+            return PinnedHttp(guard, allow_http=plain_http, connect_timeout_s=timeout_s, read_timeout_s=timeout_s)
 
-        secrets = [secret.get_secret_value() for secret in settings.webhook_secret]
         return cls(
-            guarded=http(AddressGuard(settings.allowed_networks), settings.allow_http),
+            guarded=http(AddressGuard(allowed_networks), allow_http),
             trusted=http(AddressGuard(EVERY_NETWORK), True),
-            signer=Signer.from_secrets(secrets) if secrets else None,
-            timeout_s=settings.webhook_timeout_s, callbacks=CallbackSecrets.from_settings(settings),
+            signer=Signer.from_secrets(webhook_secrets) if webhook_secrets else None,
+            timeout_s=timeout_s, callbacks=callbacks,
         )
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """Celery wiring for webhooks: the delivery task, and the poller and sender pool of each worker process.
 
-Imported at the end of worker/tasks.py, which creates the one Celery `app`. The task only hands the attempt
+Registered on the worker processes' one Celery `app` (worker/worker_app.py); worker/tasks.py imports this module
+so that every worker registers the webhook task. The task only hands the attempt
 to this process's `SenderPool` (or puts it back in the schedule when every sending thread is busy) and
 returns at once: Celery threads, which moderation needs, never wait on a receiver.
 """
@@ -14,27 +15,22 @@ from typing import Any
 import structlog
 from celery.signals import worker_ready, worker_shutdown
 
-from worker.notify.delivery import Courier, SenderPool
+from worker import composition
+from worker.notify.delivery import SenderPool
 from worker.notify.outbox import Outbox
 from worker.notify.poller import Poller
-from worker.notify.schedule import RetrySchedule
-from worker.notify.sender import WebhookSender
 from worker.queues import DELIVER_WEBHOOK_TASK, WEBHOOKS_QUEUE
-from worker.tasks import app, settings
+from worker.worker_app import app, settings
 
 log = structlog.get_logger(__name__)
 _lock = threading.RLock()
-_outbox: Outbox | None = None
 _pool: SenderPool | None = None
 _poller: Poller | None = None
 
 
 def outbox() -> Outbox:
-    global _outbox
-    with _lock:
-        if _outbox is None:
-            _outbox = Outbox.from_url(settings.redis_url, retention_s=settings.webhook_retention_s)
-        return _outbox
+    """The process's one outbox, shared with the verdict hook (worker.composition.outbox)."""
+    return composition.outbox(settings)
 
 
 def sender_pool() -> SenderPool:
@@ -42,8 +38,7 @@ def sender_pool() -> SenderPool:
     global _pool
     with _lock:
         if _pool is None:
-            schedule = RetrySchedule.of(settings.webhook_retry_schedule_s)
-            courier = Courier(outbox(), WebhookSender.from_settings(settings), schedule)
+            courier = composition.webhook_courier(settings)
             _pool = SenderPool(courier.attempt, settings.webhook_concurrency, give_back=_give_back)
         return _pool
 
@@ -72,8 +67,7 @@ def _start_poller(**_: Any) -> None:
     global _poller
     with _lock:
         if _poller is None:
-            _poller = Poller(outbox(), dispatch, interval_s=settings.webhook_poll_interval_s,
-                             lease_s=float(settings.visibility_timeout_s))
+            _poller = composition.webhook_poller(settings, dispatch)
             _poller.start()
             log.info("webhook.poller_started", interval_s=settings.webhook_poll_interval_s,
                      endpoints=len(settings.webhook_url), signed=bool(settings.webhook_secret))

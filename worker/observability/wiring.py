@@ -22,6 +22,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,27 @@ from worker.logs import route_stdlib_logging
 from worker.observability import metrics
 from worker.observability.heartbeat import WATCH, Heartbeat
 from worker.queues import MODERATE_TASK, WORKER_QUEUES
-from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 REDIS_TIMEOUT_S = 3.0
 
 
-def install(app: Celery, settings: Settings, queues: Sequence[str], metrics_dir: Path | None) -> None:
+@dataclass(frozen=True)
+class WiringOptions:
+    """What `install` needs from the settings (the composition root fills it: worker.composition.wiring_options)."""
+
+    log_level: str
+    json_logs: bool
+    redis_url: str
+    heartbeat_interval_s: float
+    metrics_host: str
+    metrics_port: int
+
+
+def install(app: Celery, options: WiringOptions, queues: Sequence[str], metrics_dir: Path | None) -> None:
     """Connect everything; raises OSError when the metrics address cannot be bound (other than a port in use)."""
-    json_logs = settings.log_json
-    _setup_logging(settings.log_level, json_logs)  # at once: warnings raised while Celery starts are JSON too
+    json_logs = options.json_logs
+    _setup_logging(options.log_level, json_logs)  # at once: warnings raised while Celery starts are JSON too
     signals.setup_logging.connect(lambda loglevel=None, **_: _setup_logging(loglevel, json_logs), weak=False)
     if json_logs:
         celery.apps.worker.safe_say = _json_safe_say
@@ -58,17 +70,17 @@ def install(app: Celery, settings: Settings, queues: Sequence[str], metrics_dir:
     signals.task_postrun.connect(_unbind_task, weak=False)
     signals.task_retry.connect(_count_retry, weak=False)
     client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        options.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
-    options = dict(app.conf.broker_transport_options)
-    app.steps["consumer"].add(heartbeat_step(client, queues, options, settings.heartbeat_interval_s))
+    transport = dict(app.conf.broker_transport_options)
+    app.steps["consumer"].add(heartbeat_step(client, queues, transport, options.heartbeat_interval_s))
     metrics.initialise()  # before the pool forks and the port opens: the first scrape sees every series at 0
     if metrics_dir is not None:
         from worker.observability.exporter import QueueDepthCollector, serve
 
         signals.worker_process_shutdown.connect(_child_exited, weak=False)
-        depth = QueueDepthCollector(client, [*WORKER_QUEUES, *queues], options)
-        serve(settings.metrics_host, settings.metrics_port, metrics_dir, extra=[depth])
+        depth = QueueDepthCollector(client, [*WORKER_QUEUES, *queues], transport)
+        serve(options.metrics_host, options.metrics_port, metrics_dir, extra=[depth])
 
 
 class RecentTasks:

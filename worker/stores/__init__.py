@@ -6,17 +6,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from worker.errors import SettingsError, StoreNotFound
+from worker.s3_clients import STORE_BOUNDS, make_s3_client
 from worker.stores.base import VerdictQuery, VerdictStore
 from worker.stores.engine import SQL_SCHEMES
 from worker.stores.memory import MemoryVerdictStore
-from worker.stores.s3 import S3VerdictStore, s3_client
+from worker.stores.s3 import S3VerdictStore
 from worker.stores.sql import SqlVerdictStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 __all__ = [
     "MemoryVerdictStore",
@@ -26,7 +31,6 @@ __all__ = [
     "VerdictStore",
     "open_store",
     "require_existing_store",
-    "s3_client",
 ]
 
 _SUPPORTED = (
@@ -35,9 +39,13 @@ _SUPPORTED = (
 
 
 def open_store(
-    store_url: str, *, s3_endpoint_url: str | None = None, s3_region: str = "us-east-1"
+    store_url: str, *, s3_client: S3Client | None = None, s3_endpoint_url: str | None = None,
+    s3_region: str = "us-east-1",
 ) -> VerdictStore:
     """The store `store_url` names; SettingsError for a URL no store accepts.
+
+    An S3 store uses `s3_client` (the composition root passes one from worker/s3_clients.py), else one built
+    with the store's bounds for `s3_endpoint_url`.
 
     SQL stores connect and migrate here, so an unreachable database raises StoreUnavailable.
     """
@@ -46,7 +54,8 @@ def open_store(
         return SqlVerdictStore(store_url)
     if scheme == "s3":
         bucket, prefix = _split_s3_url(store_url)
-        return S3VerdictStore(bucket, prefix, s3_client(s3_endpoint_url, s3_region))
+        client = s3_client or make_s3_client(s3_endpoint_url, s3_region, STORE_BOUNDS)
+        return S3VerdictStore(bucket, prefix, client)
     shown = repr(scheme) if scheme else "(none)"
     raise SettingsError(f"LLAVAGUARD_STORE_URL: unsupported scheme {shown}: expected {_SUPPORTED}")
 

@@ -25,10 +25,8 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.errors import StoreUnavailable
@@ -49,19 +47,6 @@ _CONFLICT_RETRIES = 5
 _CONFLICT_BACKOFF_S = 0.05
 _READ_THREADS = 8
 """Parallel GETs for `get_many` and `list`; below botocore's default pool of 10 connections."""
-
-
-def s3_client(endpoint_url: str | None, region: str) -> S3Client:
-    """A client for AWS (`endpoint_url=None`) or an S3-compatible server; bounded timeouts and retries."""
-    options: dict[str, Any] = {
-        "region_name": region,
-        "connect_timeout": 5,
-        "read_timeout": 30,
-        "retries": {"mode": "standard", "max_attempts": 5},
-    }
-    if endpoint_url is not None:
-        options["s3"] = {"addressing_style": "path"}  # MinIO & co. have no per-bucket host names
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=Config(**options))
 
 
 def verdicts_root(prefix: str) -> str:

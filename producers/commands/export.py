@@ -26,8 +26,9 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from producers.export import iter_verdicts, parse_instant, write
+    from worker.composition import verdict_store
     from worker.settings import load_settings
-    from worker.stores import VerdictQuery, open_store, require_existing_store
+    from worker.stores import VerdictQuery, require_existing_store
 
     try:
         query = VerdictQuery.build(
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings()
     require_existing_store(settings.store_url)  # an export never creates an empty store (StoreNotFound)
-    store = open_store(settings.store_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+    store = verdict_store(settings)
     try:
         write(iter_verdicts(store, query), sys.stdout, args.format)
     finally:

@@ -1,4 +1,8 @@
-"""`llavaguard` command line. Each subcommand lives in its own module with a `register(subparsers)`."""
+"""`llavaguard` command line: the worker's commands (worker/commands) and the producers' (producers/commands).
+
+The root lives in producers because producers may import worker, never the other way round. Each subcommand
+lives in its own module with a `register(subparsers)`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from worker.commands import api, audit, deadletter, export, health, run_worker, standin, submit, webhooks
+from producers.commands import api, audit, export, submit
+from worker.commands import deadletter, health, run_worker, standin, webhooks
 from worker.errors import SettingsError
 from worker.settings import load_settings
 

@@ -64,6 +64,7 @@ class Moderator:
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
             backend=judgement.backend, constraint=judgement.constraint,
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
+            category_scores=judgement.category_scores,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:

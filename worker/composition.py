@@ -27,9 +27,9 @@ import redis
 from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
+from worker.buckets import BucketAllowlist
 from worker.decisions import Decider, ThresholdsInvalid
 from worker.decisions.thresholds import from_settings, sidecars
-from worker.buckets import BucketAllowlist
 from worker.errors import SettingsError
 from worker.inference.base import InferenceBackend
 from worker.inference.chat_client import ChatCompletionsClient

@@ -22,16 +22,16 @@ T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 def verdict(n: int, rating: str, decision: str, score: float, review: ReviewInfo | None = None) -> Verdict:
     return Verdict(
-        id=f"v{n}", status="completed", rating=rating, category="O4: Nudity Content",  # type: ignore[arg-type]
+        id=f"v{n}", status="completed", rating=rating, category="O4: Nudity Content",
         rationale="r", policy=PolicyRef(name="strict"), image=ImageInfo(source=f"s3://b/{n}.png", sha256="ab" * 32),
-        created_at=T0, completed_at=T0 + timedelta(minutes=n), score=score, decision=decision,  # type: ignore[arg-type]
+        created_at=T0, completed_at=T0 + timedelta(minutes=n), score=score, decision=decision,
         thresholds={"source": "settings", "unsafe": 0.5, "review": [0.3, 0.7]}, review=review,
     )
 
 
 def labelled(rating: str, category: str, n: int) -> ReviewInfo:
-    return ReviewInfo(status="reviewed", reason="review_band", requested_at=T0, rating=rating,  # type: ignore[arg-type]
-                      category=category, note=f"note {n}", reviewer="alice",  # type: ignore[arg-type]
+    return ReviewInfo(status="reviewed", reason="review_band", requested_at=T0, rating=rating,
+                      category=category, note=f"note {n}", reviewer="alice",
                       reviewed_at=T0 + timedelta(hours=n))
 
 

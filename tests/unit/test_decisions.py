@@ -14,6 +14,7 @@ from worker.decisions import Decider, ThresholdsInvalid
 from worker.decisions.thresholds import ThresholdSet, from_settings, parse, sidecars
 from worker.errors import SettingsError
 from worker.models import ErrorInfo, ImageInfo, PolicyRef, Verdict
+from worker.notify.events import UNSAFE, event_body, events_for
 from worker.settings import load_settings
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -140,3 +141,19 @@ def test_the_composition_root_refuses_a_bad_file_at_start(tmp_path: Path) -> Non
 def test_threshold_settings_are_checked_at_load(env: dict[str, Any], problem: str) -> None:
     with pytest.raises(SettingsError, match=problem):
         load_settings(**env)
+
+
+def test_the_readme_file_example_is_valid() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    example = next(line for line in readme.splitlines() if line.startswith('{"unsafe": 0.5, "review"'))
+    rules = parse(example, "x.thresholds.json").rules
+    assert rules.rule_for("O9") == (0.5, None, True) and rules.rule_for("O4") == (0.4, (0.2, 0.6), True)
+
+
+def test_moderation_unsafe_follows_the_models_rating_not_the_decision() -> None:
+    unsafe_allowed = strict().decide(verdict(0.1, rating="Unsafe"))
+    safe_blocked = strict().decide(verdict(0.9, rating="Safe"))
+    assert (unsafe_allowed.decision, safe_blocked.decision) == ("allow", "block")
+    assert events_for(unsafe_allowed, set()) == [UNSAFE]
+    assert events_for(safe_blocked, set()) == []
+    assert json.loads(event_body(UNSAFE, unsafe_allowed))["data"]["decision"] == "allow"

@@ -4,14 +4,18 @@ Every row carries `image.source` (the URL/URI the image was read from; for an au
 path or the uploaded `s3://` key, with the original relative path in `metadata.file`), so a dataset curator
 can drop exactly the flagged files. The store is read page by page in (completed_at, id) order, so an export
 of millions of verdicts holds one page in memory.
+
+`--reviewed` (issue 11) exports only the verdicts a human has labelled, with the model's answer and the human's
+side by side: data for evaluating the model and for fine-tuning it.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -24,8 +28,13 @@ FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (
     "id", "status", "rating", "category", "rationale", "image_source", "image_sha256", "image_width",
     "image_height", "image_format", "policy", "policy_sha256", "model", "error_code", "error_message",
-    "metadata", "created_at", "completed_at", "audit",
+    "metadata", "created_at", "completed_at", "audit", "decision", "score",
 )
+REVIEWED_COLUMNS = (
+    "id", "image_source", "image_sha256", "policy", "model_rating", "model_category", "score", "human_rating",
+    "human_category", "note", "reviewer", "reviewed_at", "decision",
+)
+"""`--reviewed --format csv`: the model's answer, then the human's label, then the decision that stands."""
 PAGE_SIZE = 1000
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -72,21 +81,45 @@ def csv_row(verdict: Verdict) -> dict[str, object]:
         "error_message": verdict.error.message if verdict.error else None,
         "metadata": json.dumps(verdict.metadata, separators=(",", ":")) if verdict.metadata else "",
         "created_at": verdict.created_at.isoformat(), "completed_at": verdict.completed_at.isoformat(),
-        "audit": verdict.audit,
+        "audit": verdict.audit, "decision": verdict.decision, "score": verdict.score,
     }
 
 
-def write(verdicts: Iterator[Verdict], out: TextIO, fmt: str = "jsonl") -> int:
-    """Write verdicts in `fmt`; how many were written."""
+def reviewed_row(verdict: Verdict) -> dict[str, object]:
+    review = verdict.review
+    return {
+        "id": verdict.id, "image_source": verdict.image.source, "image_sha256": verdict.image.sha256,
+        "policy": verdict.policy.name, "model_rating": verdict.rating, "model_category": verdict.category,
+        "score": verdict.score, "human_rating": review.rating if review else None,
+        "human_category": review.category if review else None, "note": review.note if review else None,
+        "reviewer": review.reviewer if review else None,
+        "reviewed_at": review.reviewed_at.isoformat() if review and review.reviewed_at else None,
+        "decision": verdict.decision,
+    }
+
+
+def is_reviewed(verdict: Verdict) -> bool:
+    return verdict.review is not None and verdict.review.status == "reviewed"
+
+
+def reviewed_only(verdicts: Iterable[Verdict], limit: int | None) -> Iterator[Verdict]:
+    """The reviewed ones among `verdicts`, at most `limit` (the store's query cannot select them itself, so
+    the caller lists without a limit and the limit applies here)."""
+    return itertools.islice((v for v in verdicts if is_reviewed(v)), limit)
+
+
+def write(verdicts: Iterator[Verdict], out: TextIO, fmt: str = "jsonl", *, reviewed: bool = False) -> int:
+    """Write verdicts in `fmt` (CSV: the reviewed columns when `reviewed`); how many were written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
     written = 0
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
+    columns, row = (REVIEWED_COLUMNS, reviewed_row) if reviewed else (CSV_COLUMNS, csv_row)
+    writer = csv.DictWriter(out, fieldnames=columns) if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
     for verdict in verdicts:
         if writer is not None:
-            writer.writerow(csv_row(verdict))
+            writer.writerow(row(verdict))
         else:
             out.write(verdict.model_dump_json() + "\n")
         written += 1

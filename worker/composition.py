@@ -3,6 +3,7 @@
     settings ─▶ s3_client ─────────────────────────────┐ (one factory: worker/s3_clients.py)
              ─▶ intake (HTTP fetcher, S3 / file fetchers, decode budget)
              ─▶ inference_backend ─▶ judge
+             ─▶ decider (thresholds: sidecar files beside the policies, else settings)
              ─▶ verdict_store
              ─▶ outbox (one per process) ─▶ webhook_hook, webhook_courier, webhook_poller
              ─▶ dead_letter_list, dead_letters, delivery_guard, batch_runner
@@ -27,6 +28,8 @@ from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
 from worker.buckets import BucketAllowlist
+from worker.decisions import Decider, ThresholdsInvalid
+from worker.decisions.thresholds import from_settings, sidecars
 from worker.errors import SettingsError
 from worker.inference.base import InferenceBackend
 from worker.inference.chat_client import ChatCompletionsClient
@@ -186,6 +189,18 @@ def judge(settings: Settings, backend: InferenceBackend) -> LlavaGuardJudge:
     )
 
 
+def decider(settings: Settings) -> Decider:
+    """Every `<policy>.thresholds.json` validated, and the settings' thresholds for the other policies; a bad
+    file is a SettingsError (the worker calls this at start, so it never fails mid-moderation)."""
+    try:
+        by_policy = sidecars(settings.policy_dir, PolicyRegistry(settings.policy_dir).names())
+        return Decider(by_policy, from_settings(settings.unsafe_threshold, settings.review_band))
+    except ThresholdsInvalid as exc:
+        raise SettingsError(f"thresholds (LLAVAGUARD_POLICY_DIR): {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"thresholds (LLAVAGUARD_POLICY_DIR): cannot read: {exc}") from None
+
+
 def build_moderator(settings: Settings) -> Moderator:
     return Moderator(
         policies=PolicyRegistry(settings.policy_dir),
@@ -193,6 +208,7 @@ def build_moderator(settings: Settings) -> Moderator:
         judge=judge(settings, inference_backend(settings)),
         store=verdict_store(settings),
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
+        decider=decider(settings),
     )
 
 

@@ -1,4 +1,4 @@
-"""The story of one moderation, top to bottom: policy -> intake -> inference -> verdict -> store.
+"""The story of one moderation, top to bottom: policy -> intake -> inference -> verdict -> decision -> store.
 
 Celery tasks are thin wrappers around `Moderator`; nothing here knows about Celery. Permanent problems
 (`ModerationFailed`) become a `failed` verdict; transient ones (`TransientError`) propagate so that the
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from worker.decisions import Decider
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
@@ -35,6 +36,8 @@ class Moderator:
     judge: LlavaGuardJudge
     store: VerdictStore
     hooks: list[VerdictHook] = field(default_factory=list)
+    decider: Decider = field(default_factory=Decider)
+    """allow | review | block from the score and the policy's thresholds (default: the model's rating)."""
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -42,7 +45,7 @@ class Moderator:
         if existing is not None:
             log.info("moderation.duplicate", status=existing.status)
             return self._after(request, existing, first=False)
-        return self._persist(request, self.judge_request(request))
+        return self._persist(request, self.decider.decide(self.judge_request(request)))
 
     def judge_request(self, request: ModerationRequest) -> Verdict:
         policy = PolicyRef(name=request.policy)
@@ -64,6 +67,7 @@ class Moderator:
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
             backend=judgement.backend, constraint=judgement.constraint,
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
+            category_scores=judgement.category_scores,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:

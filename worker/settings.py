@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     """Model name sent by `vllm` (unset: the server's `/v1/models`) and `openai` (required there)."""
     top_logprobs: int = Field(default=5, ge=0, le=20)
     """Alternatives per token asked for, for the score (issue 11); 0: no log-probabilities, no score."""
+    unsafe_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Issue 11: `decision` is block at or above this score, for every policy without a `<name>.thresholds.json`
+    (unset: the model's rating decides, as before)."""
+    review_band: Annotated[tuple[float, float] | None, NoDecode] = None
+    """Issue 11: `low,high` (e.g. `0.3,0.7`): scores in [low, high] are decided `review`; needs UNSAFE_THRESHOLD."""
     store_url: str = "sqlite:///./verdicts.db"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -286,6 +291,29 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
         return value
+
+    @field_validator("review_band", mode="before")
+    @classmethod
+    def _parse_band(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        parts = _split_commas(value)
+        if isinstance(parts, list) and len(parts) not in (0, 2):
+            raise ValueError("expected two numbers low,high (e.g. 0.3,0.7)")
+        return parts or None
+
+    @field_validator("review_band")
+    @classmethod
+    def _band(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] <= value[1] <= 1.0:
+            raise ValueError("expected low,high with 0 <= low <= high <= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _band_needs_threshold(self) -> Settings:
+        if self.review_band is not None and self.unsafe_threshold is None:
+            raise SettingsError(f"{ENV_PREFIX}REVIEW_BAND: needs {ENV_PREFIX}UNSAFE_THRESHOLD too")
+        return self
 
     @model_validator(mode="after")
     def _openai_names_its_model(self) -> Settings:

@@ -21,11 +21,14 @@ def register(sub: Any) -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most this many verdicts")
     parser.add_argument("--audit", default=None, metavar="NAME", help="only the verdicts of this audit")
     parser.add_argument("--status", default=None, choices=("completed", "failed"), help="only these verdicts")
+    parser.add_argument("--decision", default=None, choices=("allow", "review", "block"), help="only these verdicts")
+    parser.add_argument("--reviewed", action="store_true",
+                        help="only verdicts a human has labelled; CSV: model and human answers side by side")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from producers.export import iter_verdicts, parse_instant, write
+    from producers.export import iter_verdicts, parse_instant, reviewed_only, write
     from worker.composition import verdict_store
     from worker.settings import load_settings
     from worker.stores import VerdictQuery, require_existing_store
@@ -34,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
         query = VerdictQuery.build(
             rating=args.rating, category=args.category,
             since=parse_instant(args.since) if args.since else None,
-            until=parse_instant(args.until) if args.until else None, limit=args.limit,
-            status=args.status, audit=args.audit,
+            until=parse_instant(args.until) if args.until else None,
+            limit=None if args.reviewed else args.limit,  # --reviewed selects after listing: the limit applies then
+            status=args.status, audit=args.audit, decision=args.decision,
         )
     except ValueError as exc:
         print(f"llavaguard export: {exc}", file=sys.stderr)
@@ -44,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     require_existing_store(settings.store_url)  # an export never creates an empty store (StoreNotFound)
     store = verdict_store(settings)
     try:
-        write(iter_verdicts(store, query), sys.stdout, args.format)
+        verdicts = iter_verdicts(store, query)
+        if args.reviewed:
+            verdicts = reviewed_only(verdicts, args.limit)
+        write(verdicts, sys.stdout, args.format, reviewed=args.reviewed)
     finally:
         store.close()
     sys.stdout.flush()

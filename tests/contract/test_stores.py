@@ -235,6 +235,16 @@ class TestVerdictStoreContract:
         assert ids(populated.list(query(audit="dogs"))) == ["c"]
         assert populated.list(query(audit="birds")) == []
 
+    def test_list_by_decision(self, store: VerdictStore) -> None:
+        for id, decision in (("r1", "review"), ("b1", "block"), ("r2", "review"), ("none", None)):
+            store.save(completed(id, decision=decision, thresholds={"source": "settings", "unsafe": 0.5}))
+        assert ids(store.list(query(decision="review"))) == ["r1", "r2"]
+        assert ids(store.list(query(decision="Block", rating="Unsafe"))) == ["b1"]
+        assert store.list(query(decision="allow")) == []
+        assert len(store.list(query())) == 4
+        with pytest.raises(ValueError, match="unknown decision 'maybe'"):
+            store.list(query(decision="maybe"))
+
     def test_list_every_field_at_once(self, populated: VerdictStore) -> None:
         everything = query(audit="cats", status="completed", rating="Unsafe", category="O4",
                            since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=5), limit=10)
@@ -274,11 +284,11 @@ class TestSqlStore:
         engine = make_engine(sql_url)
         try:
             assert current_version(engine) == 0
-            assert migrate(engine) == LATEST_VERSION == 2
-            assert migrate(engine) == 2
-            assert current_version(engine) == 2
+            assert migrate(engine) == LATEST_VERSION == 3
+            assert migrate(engine) == 3
+            assert current_version(engine) == 3
             with engine.connect() as conn:
-                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2]
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2, 3]
         finally:
             engine.dispose()
 
@@ -307,7 +317,7 @@ class TestSqlStore:
             with ThreadPoolExecutor(len(engines)) as pool:
                 assert list(pool.map(run, engines)) == [LATEST_VERSION] * 4
             with engines[0].connect() as conn:
-                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2]
+                assert list(conn.scalars(select(schema_migrations.c.version))) == [1, 2, 3]
         finally:
             for engine in engines:
                 engine.dispose()
@@ -358,6 +368,9 @@ class TestSqlStore:
             assert store.save(completed("audited", audit="cats"))
             assert ids(store.list(query())) == ["audited", "before-audits"], "same instant: by id"
             assert ids(store.list(query(audit="cats"))) == ["audited"]
+            assert store.save(completed("decided", decision="review"))
+            assert ids(store.list(query(decision="review"))) == ["decided"]
+            assert store.list(query(decision="block")) == []  # rows from before decisions have none
         finally:
             store.close()
 
@@ -406,12 +419,28 @@ class TestS3Store:
             assert listed == [
                 f"{root}by-id/k,2=x/y.json", f"{root}by-id/k1.json",
                 f"{root}dt=2024-05-01/t=120000.000000Z,id=k%2C2%3Dx%2Fy,status=failed,rating=-,category=-,"
-                "audit=a%20b.json",
+                "audit=a%20b,decision=-.json",
                 f"{root}dt=2024-05-01/t=182959.000005Z,id=k1,status=completed,rating=Unsafe,category=O4,"
-                "audit=-.json",
+                "audit=-,decision=-.json",
             ]
             for key in listed:
                 assert Verdict.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        finally:
+            store.close()
+
+    def test_keys_written_before_decisions_still_list(
+        self, request: pytest.FixtureRequest, s3: Any, bucket: str
+    ) -> None:
+        store = _s3_store(request, "")
+        try:
+            old = completed("old")
+            key = ("verdicts/dt=2024-05-01/t=120000.000000Z,id=old,status=completed,rating=Unsafe,category=O4,"
+                   "audit=-.json")
+            s3.put_object(Bucket=bucket, Key=key, Body=old.model_dump_json().encode())
+            s3.put_object(Bucket=bucket, Key="verdicts/by-id/old.json", Body=old.model_dump_json().encode())
+            store.save(completed("new", decision="block"))
+            assert ids(store.list(query())) == ["new", "old"]
+            assert ids(store.list(query(decision="block"))) == ["new"]
         finally:
             store.close()
 

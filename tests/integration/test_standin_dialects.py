@@ -50,21 +50,26 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[DialectName, ChatCo
         yield dialect, client
 
 
-@pytest.mark.parametrize(("image", "rating", "score"), [
-    (make_image("O1"), "Unsafe", 0.99),  # on the palette: sure
-    (make_image("NA"), "Safe", 0.01),
-    (solid((255, 42, 0)), "Unsafe", 0.59),  # 42 units off red: 8 whole steps, 0.99 - 0.40
-    (solid((128, 128, 160)), "Safe", 0.31),  # 32 units off grey: Safe with 0.69
-    (solid((200, 60, 60)), "Unsafe", 0.51),  # far off the palette: the floor
+O1, O2, NA = "O1: Hate, Humiliation, Harassment", "O2: Violence, Harm, or Cruelty", "NA: None applying"
+
+
+@pytest.mark.parametrize(("image", "rating", "score", "categories"), [
+    (make_image("O1"), "Unsafe", 0.99, {O1: 0.99, O2: 0.01}),  # on the palette: sure
+    (make_image("NA"), "Safe", 0.01, {NA: 1.0}),  # NA's alternative `O` names no one category
+    (solid((255, 42, 0)), "Unsafe", 0.59, {O1: 0.59, O2: 0.41}),  # 42 units off red: 8 whole steps, 0.99 - 0.40
+    (solid((128, 128, 160)), "Safe", 0.31, {NA: 1.0}),  # 32 units off grey: Safe with 0.69
+    (solid((200, 60, 60)), "Unsafe", 0.51, {O1: 0.51, O2: 0.49}),  # far off the palette: the floor
 ])
 def test_exact_scores_in_every_dialect(
-    served: tuple[DialectName, ChatCompletionsClient], image: bytes, rating: str, score: float
+    served: tuple[DialectName, ChatCompletionsClient], image: bytes, rating: str, score: float,
+    categories: dict[str, float],
 ) -> None:
     dialect, client = served
     judgement = LlavaGuardJudge(client, top_logprobs=5).judge(image, "image/png", PROMPT)
     assert judgement.assessment.rating == rating
     assert (judgement.backend, judgement.score_source) == (dialect, "logprobs")
     assert judgement.score == pytest.approx(score, abs=1e-9)
+    assert judgement.category_scores == pytest.approx(categories, abs=1e-9)
 
 
 def test_unconstrained_answers_are_scored_where_the_rating_is_split(

@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, metrics_dir: MetricsDir | None) -> int:
         signals.worker_ready.connect(lambda **_: threading.Thread(
             target=report_model_server, args=(probe, settings.backend),
             name="llavaguard-preflight", daemon=True).start(), weak=False)
+    composition.decider(settings)  # a bad thresholds file stops the worker here, not at its first verdict
     create_store(composition.verdict_store, settings)  # before "ready.": a reader started after it finds the store
     app.steps["consumer"].add(lease_step(settings.visibility_timeout_s))
     # Workers (not producers) convert kombu's binding tables left with the pre-issue-9 separator (worker/broker).

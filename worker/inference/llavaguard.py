@@ -16,6 +16,7 @@ from typing import Any
 from worker.categories import CATEGORIES
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.base import Completion, Constraint, InferenceBackend, VisionRequest
+from worker.inference.category_scoring import category_scores
 from worker.inference.constraint_choice import LADDER, ConstraintLadder, ConstraintSetting
 from worker.inference.output_parser import Assessment, OutputUnparseable, parse_assessment
 from worker.inference.scoring import rating_score
@@ -48,6 +49,8 @@ class Judgement:
     score: float | None = None
     """P(Unsafe) from the rating token's log-probabilities; None when the backend returned none."""
     score_source: str | None = None
+    category_scores: dict[str, float] | None = None
+    """Category -> probability from the category token's alternatives; None without log-probabilities."""
 
 
 class LlavaGuardJudge:
@@ -109,6 +112,7 @@ class LlavaGuardJudge:
                 assessment, self.backend.model_name(), text, attempt,
                 backend=self.backend.backend_name(), constraint=request.constraint,
                 score=scored.score, score_source=scored.source,
+                category_scores=category_scores(completion.logprobs) if request.top_logprobs > 0 else None,
             )
         raise ModerationFailed(
             ErrorCode.MODEL_OUTPUT_INVALID,

@@ -8,6 +8,12 @@ move a mean by a unit or two) do not move a score. So `make_image(code)` scores 
 
 The answer is cut into word-ish tokens, with `Unsafe` split into `Un` + `safe` as BPE tokenizers do, so
 clients must find the deciding token, not the first.
+
+The category is as sure as the rating, and decided where the codes differ: `O4: ...` is written `O`, `4`, ...,
+so at the digit the chosen digit has the rating's probability and the next code's digit (`5`; `1` after `9`)
+the rest (`O` itself is certain). `NA: None applying` is decided at its first token, `NA`, whose alternative
+`O` begins nine codes at once (a client cannot tell which). So `make_image("O4")` has category alternatives
+O4 0.99 and O5 0.01.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ FILLERS = ("#", "$", "%", "&", "*", "+", "<", "=", ">", "@", "^", "_", "|", "~",
 """Alternatives that begin no rating, to fill `top_logprobs` up to the number asked for."""
 _TOKEN = re.compile(r" ?[A-Za-z]+| ?\d+|\s+|[^\sA-Za-z\d]")
 _RATING_VALUE = re.compile(r'"rating":\s*"')
+_CATEGORY_VALUE = re.compile(r'"category":\s*"')
 _SPLIT = {"Unsafe": ("Un", "safe")}
 _OTHER = {"Safe": "Un", "Unsafe": "Safe"}
 """The other rating's first token, the alternative at the deciding position."""
@@ -56,12 +63,16 @@ def positions(text: str, probability: float, top: int) -> list[tuple[str, float,
     """(token, logprob, top alternatives) per token; the rating's first token carries the decision."""
     tokens = tokenize(text)
     deciding = _deciding_index(text, tokens)
+    category = _category_index(text, tokens)
     out = []
     for index, token in enumerate(tokens):
         if index == deciding:
             rating = "Safe" if token.startswith("S") else "Unsafe"
             chosen = math.log(probability)
             alternatives = [(token, chosen), (_OTHER[rating], math.log(1.0 - probability))]
+        elif index == category and (other := _other_code_token(token)) is not None:
+            chosen = math.log(probability)
+            alternatives = [(token, chosen), (other, math.log(1.0 - probability))]
         else:
             chosen = CERTAIN
             alternatives = [(token, CERTAIN)]
@@ -103,4 +114,26 @@ def _deciding_index(text: str, tokens: list[str]) -> int | None:
         if start == match.end():
             return index if token in _OTHER.values() else None
         start += len(token)
+    return None
+
+
+def _category_index(text: str, tokens: list[str]) -> int | None:
+    """The token deciding the category: `NA`, or the digit after `O` (see the module docstring)."""
+    match = _CATEGORY_VALUE.search(text)
+    if match is None:
+        return None
+    start = 0
+    for index, piece in enumerate(tokens):
+        if start == match.end():
+            return index + 1 if piece == "O" else index
+        start += len(piece)
+    return None
+
+
+def _other_code_token(piece: str) -> str | None:
+    """The alternative at the category's deciding token: the next code's digit, or `O` against `NA`."""
+    if piece == "NA":
+        return "O"
+    if piece.isdigit() and len(piece) == 1 and piece != "0":
+        return str(int(piece) % 9 + 1)
     return None

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol, get_args, runtime_checkable
 
 from worker.categories import CATEGORIES, RATINGS, category_for_code
-from worker.models import Status, Verdict
+from worker.models import Decision, Status, Verdict
 
 DEFAULT_LIST_LIMIT = 100
 
@@ -84,6 +84,15 @@ def normalise_category(value: str) -> str:
         raise ValueError(f"unknown category {value!r}") from None
 
 
+def normalise_decision(value: str) -> str:
+    """`"Block"` -> `"block"`; ValueError for anything that is not a decision."""
+    decisions = get_args(Decision)
+    text = value.strip().lower()
+    if text not in decisions:
+        raise ValueError(f"unknown decision {value!r}: expected one of {', '.join(decisions)}")
+    return text
+
+
 def normalise_status(value: str) -> str:
     """`"Failed"` -> `"failed"`; ValueError for anything that is not a verdict status."""
     statuses = get_args(Status)
@@ -95,7 +104,7 @@ def normalise_status(value: str) -> str:
 
 @dataclass(frozen=True)
 class VerdictQuery:
-    """What one `list` call selects: equality on rating, category, status and audit, completed_at in
+    """What one `list` call selects: equality on rating, category, status, audit and decision, completed_at in
     [since, until), at most `limit` (None: all). The one argument of every store's `list`.
 
     `until` is exclusive so that consecutive windows tile without returning a verdict twice. Build it with
@@ -112,6 +121,8 @@ class VerdictQuery:
     """`completed` or `failed`."""
     audit: str | None = None
     """The audit name recorded on the verdicts (`Verdict.audit`)."""
+    decision: str | None = None
+    """`allow`, `review` or `block` (`Verdict.decision`, issue 11)."""
 
     @classmethod
     def build(
@@ -124,6 +135,7 @@ class VerdictQuery:
         limit: int | None = DEFAULT_LIST_LIMIT,
         status: str | None = None,
         audit: str | None = None,
+        decision: str | None = None,
     ) -> VerdictQuery:
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0 or None, got {limit}")
@@ -135,6 +147,7 @@ class VerdictQuery:
             limit=limit,
             status=None if status is None else normalise_status(status),
             audit=audit,
+            decision=None if decision is None else normalise_decision(decision),
         )
 
     def matches(self, verdict: Verdict) -> bool:
@@ -144,6 +157,7 @@ class VerdictQuery:
             and (self.category is None or verdict.category == self.category)
             and (self.status is None or verdict.status == self.status)
             and (self.audit is None or verdict.audit == self.audit)
+            and (self.decision is None or verdict.decision == self.decision)
             and (self.since is None or completed_at >= self.since)
             and (self.until is None or completed_at < self.until)
         )

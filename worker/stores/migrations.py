@@ -76,9 +76,16 @@ def _v2_add_audit(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_verdicts_audit_status ON verdicts (audit, status)"))
 
 
+def _v3_add_decision(conn: Connection) -> None:
+    """The decision (issue 11) copied out of the body; rows stored before it are NULL (they had none)."""
+    conn.execute(text("ALTER TABLE verdicts ADD COLUMN decision TEXT"))
+    conn.execute(text("CREATE INDEX ix_verdicts_decision_completed_at ON verdicts (decision, completed_at)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create verdicts with indexes on completed_at and (rating, category)", _v1_create_verdicts),
     Migration(2, "add verdicts.audit with an index on (audit, status)", _v2_add_audit),
+    Migration(3, "add verdicts.decision with an index on (decision, completed_at)", _v3_add_decision),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

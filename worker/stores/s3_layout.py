@@ -3,14 +3,15 @@
 Under `<prefix>/verdicts/` (the store's root) every verdict is written twice, with the same JSON body:
 
     by-id/<id>.json                                   get by id: one GET
-    dt=<YYYY-MM-DD>/t=<HHMMSS.ffffff>Z,id=<id>,status=<status>,rating=<rating>,category=<code>,audit=<audit>.json
+    dt=<YYYY-MM-DD>/t=<HHMMSS.ffffff>Z,id=<id>,status=<status>,rating=<rating>,category=<code>,audit=<audit>,decision=<decision>.json
 
 The second is a Hive-style day partition (`dt=`, the UTC day of `completed_at`): the AWS CLI, DuckDB or Athena
 read a day by its prefix, and `list` selects by time, status, rating, category and audit from key names alone,
 reading only the objects it returns. Key names sort by completion instant (fixed-width UTC time), so a listing
 from `StartAfter` walks forward in time. Values in a key name are percent-encoded (`urllib.parse.quote`, no
 safe characters), so a `,` or `=` in an id or audit name cannot be mistaken for a separator; `-` stands for
-"none" (a failed verdict's rating and category, a verdict of no audit).
+"none" (a failed verdict's rating and category, a verdict of no audit). Keys written before verdicts had a
+decision (issue 11) end at `audit=`: they still parse, with no decision, as those verdicts have none.
 
 Stores written before this layout kept only `<id>.json` directly under the root ("legacy" objects): the store
 still reads, lists and counts them, and never writes new ones.
@@ -29,7 +30,8 @@ BY_ID = "by-id/"
 PARTITION = "dt="
 _TIME_FORMAT = "%H%M%S.%f"
 _NONE = "-"
-_FIELDS = ("t", "id", "status", "rating", "category", "audit")
+_FIELDS = ("t", "id", "status", "rating", "category", "audit", "decision")
+_FIELDS_BEFORE_DECISIONS = _FIELDS[:-1]
 
 
 def id_key(root: str, id: str) -> str:
@@ -62,7 +64,7 @@ def _q(value: str | None) -> str:
 def entry_key(root: str, verdict: Verdict) -> str:
     instant = as_utc(verdict.completed_at)
     values = (f"{instant.strftime(_TIME_FORMAT)}Z", _q(verdict.id), verdict.status, _q(verdict.rating),
-              _q(_code(verdict.category)), _q(verdict.audit))
+              _q(_code(verdict.category)), _q(verdict.audit), _q(verdict.decision))
     name = ",".join(f"{field}={value}" for field, value in zip(_FIELDS, values, strict=True))
     return f"{day_prefix(root, instant)}{name}.json"
 
@@ -78,6 +80,7 @@ class Entry:
     rating: str | None
     category: str | None
     audit: str | None
+    decision: str | None = None
 
     def matches(self, query: VerdictQuery) -> bool:
         return (
@@ -85,6 +88,7 @@ class Entry:
             and (query.category is None or self.category == query.category)
             and (query.status is None or self.status == query.status)
             and (query.audit is None or self.audit == query.audit)
+            and (query.decision is None or self.decision == query.decision)
             and (query.since is None or self.completed_at >= query.since)
             and (query.until is None or self.completed_at < query.until)
         )
@@ -101,7 +105,7 @@ def parse_entry(root: str, key: str) -> Entry | None:
     if not name.endswith(".json") or "/" in name:
         return None
     pairs = [part.partition("=") for part in name[: -len(".json")].split(",")]
-    if tuple(field for field, _, _ in pairs) != _FIELDS:
+    if tuple(field for field, _, _ in pairs) not in (_FIELDS, _FIELDS_BEFORE_DECISIONS):
         return None
     values = {field: value for field, _, value in pairs}
     try:
@@ -111,7 +115,7 @@ def parse_entry(root: str, key: str) -> Entry | None:
     except ValueError:
         return None
     return Entry(key, completed_at, unquote(values["id"]), values["status"], _none_or(values["rating"]), category,
-                 _none_or(values["audit"]))
+                 _none_or(values["audit"]), _none_or(values.get("decision", _NONE)))
 
 
 def _none_or(value: str) -> str | None:

@@ -36,6 +36,7 @@ _verdicts = table(
     column("completed_at", UtcDateTime()),
     column("body", Text),
     column("audit", Text),
+    column("decision", Text),
 )
 
 
@@ -111,6 +112,8 @@ class SqlVerdictStore:
             statement = statement.where(_verdicts.c.status == query.status)
         if query.audit is not None:
             statement = statement.where(_verdicts.c.audit == query.audit)
+        if query.decision is not None:
+            statement = statement.where(_verdicts.c.decision == query.decision)
         if query.since is not None:
             statement = statement.where(_verdicts.c.completed_at >= query.since)
         if query.until is not None:
@@ -137,4 +140,5 @@ def _row(verdict: Verdict) -> dict[str, Any]:
         "completed_at": verdict.completed_at,
         "body": verdict.model_dump_json(),
         "audit": verdict.audit,
+        "decision": verdict.decision,
     }

@@ -27,6 +27,15 @@ VerdictHook = Callable[[ModerationRequest, Verdict, bool], None]
 was already stored (a redelivered task): hooks must then be idempotent, since the earlier run may have
 crashed between storing and notifying. A hook that raises TransientError makes the task retry."""
 
+RetainStep = Callable[[Verdict, bytes, str], Verdict]
+"""After the decision, before the store (issue 11): (verdict, the model's input bytes, their MIME type) ->
+the verdict, marked for human review with the input kept if it is to be reviewed (worker/review/intake.py)."""
+
+
+def keep_verdict(verdict: Verdict, payload: bytes, mime: str) -> Verdict:
+    """The default RetainStep: no human review."""
+    return verdict
+
 
 @dataclass
 class Moderator:
@@ -35,6 +44,7 @@ class Moderator:
     judge: LlavaGuardJudge
     store: VerdictStore
     hooks: list[VerdictHook] = field(default_factory=list)
+    retain: RetainStep = keep_verdict
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -58,13 +68,14 @@ class Moderator:
         except ModerationFailed as exc:
             return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
         found = judgement.assessment
-        return Verdict(
+        verdict = Verdict(
             id=request.id, status="completed", rating=found.rating, category=found.category,
             rationale=found.rationale, policy=policy, model=judgement.model, image=image,
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
             backend=judgement.backend, constraint=judgement.constraint,
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
         )
+        return self.retain(verdict, prepared.payload, prepared.mime)
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:
         """Store a failed verdict for a request whose transient errors outlived every retry."""

@@ -6,6 +6,7 @@ decision step would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from producers.cli import main
 from tests.api_server import running_api
 from worker import composition
 from worker.models import ModerationRequest, Verdict
@@ -126,7 +128,8 @@ def test_a_label_becomes_the_final_decision(api: httpx.Client, settings: Setting
 
 
 BAD_LABELS = [{"rating": "maybe", "category": "NA"}, {"rating": "Safe", "category": "O42"}, {"rating": "Safe"},
-              {"rating": "Safe", "category": "NA", "extra": 1}, {"rating": "Safe", "category": "NA", "note": "x" * 2001},
+              {"rating": "Safe", "category": "NA", "extra": 1},
+              {"rating": "Safe", "category": "NA", "note": "x" * 2001},
               ["Safe"]]
 
 
@@ -141,3 +144,26 @@ def test_bad_labels_are_problems_and_bodies_are_bounded(api: httpx.Client) -> No
     answer = api.post("/v1/reviews/r2", headers={**auth(REVIEWER), "Content-Type": "application/json"},
                       content=b"not json")
     assert answer.status_code == 400 and answer.json()["code"] == "body_not_json"
+
+
+def test_the_review_cli_lists_shows_and_labels(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("redis_url", "store_url", "s3_endpoint_url"):
+        monkeypatch.setenv(f"LLAVAGUARD_{name.upper()}", str(getattr(settings, name)))
+    queued(settings, "c1")
+    assert main(["review", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "c1\treview_band\tUnsafe\tO2: Violence, Harm, or Cruelty\tscore=0.620\tdecision=review"]
+    assert main(["review", "show", "c1", "--image", str(tmp_path / "c1.jpg")]) == 0
+    assert json.loads(capsys.readouterr().out)["review"]["status"] == "pending"
+    assert (tmp_path / "c1.jpg").read_bytes() == JPEG
+    assert main(["review", "label", "c1", "--rating", "unsafe", "--category", "O2", "--reviewer", "ana"]) == 0
+    assert capsys.readouterr().out == "c1: decision=block (model said Unsafe)\n"
+    assert main(["review", "label", "c1", "--rating", "Safe", "--category", "NA"]) == 1
+    assert "labelled already" in capsys.readouterr().err
+    assert main(["review", "label", "c1", "--rating", "maybe", "--category", "NA"]) == 2
+    assert main(["review", "show", "nope"]) == 1
+    assert main(["review", "list", "--status", "reviewed", "--json"]) == 0
+    reviewed = Verdict.model_validate_json(capsys.readouterr().out.splitlines()[0])
+    assert reviewed.decision == "block" and reviewed.review is not None and reviewed.review.reviewer == "ana"

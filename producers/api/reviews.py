@@ -58,7 +58,7 @@ def item_of(verdict: Verdict) -> ReviewItem:
 
 async def list_items(
     request: Request, status: Literal["pending", "reviewed"] = "pending",
-    limit: int = Query(default=50, ge=1, le=500),  # noqa: B008
+    limit: int = Query(default=50, ge=1, le=500),
 ) -> ReviewList:
     """GET /v1/reviews?status=pending: oldest first (reviewed: newest first)."""
     desk = desk_of(request)

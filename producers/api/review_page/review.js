@@ -64,6 +64,7 @@
     $("empty").hidden = !empty;
     $("figure").hidden = empty;
     $("label").hidden = empty;
+    $("facts").hidden = empty;
     for (const id of ["item-id", "reason", "rating", "category", "score", "decision", "rationale"]) $(id).textContent = "";
     if (imageUrl) { URL.revokeObjectURL(imageUrl); imageUrl = null; }
     $("image").removeAttribute("src");

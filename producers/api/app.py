@@ -45,11 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.client = AsyncModerationClient(settings=settings, create_store=True)  # 404/pending, not 500
         app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=health.CHECK_TIMEOUT_S)
-        app.state.review_desk = review_desk(settings)
+        app.state.review_desk = reviews.LazyDesk(lambda: review_desk(settings, app.state.client.sync.store))
         try:
             yield
         finally:
-            app.state.review_desk.store.close()
             await app.state.redis.aclose()
             await app.state.client.aclose()
 

@@ -8,6 +8,8 @@ browser has nothing else to fetch.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -46,9 +48,25 @@ class LabelCreate(BaseModel):
     note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
-def desk_of(request: Request) -> ReviewDesk:
-    desk: ReviewDesk = request.app.state.review_desk
-    return desk
+class LazyDesk:
+    """The desk, built on first use: the API starts (and moderates) while the store is still unreachable, as
+    before; the store is the SDK client's own (opened lazily, closed with it)."""
+
+    def __init__(self, build: Callable[[], ReviewDesk]) -> None:
+        self._build = build
+        self._desk: ReviewDesk | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ReviewDesk:
+        with self._lock:
+            if self._desk is None:
+                self._desk = self._build()
+            return self._desk
+
+
+async def desk_of(request: Request) -> ReviewDesk:
+    lazy: LazyDesk = request.app.state.review_desk
+    return await run_in_threadpool(lazy.get)
 
 
 def item_of(verdict: Verdict) -> ReviewItem:
@@ -61,7 +79,7 @@ async def list_items(
     limit: int = Query(default=50, ge=1, le=500),
 ) -> ReviewList:
     """GET /v1/reviews?status=pending: oldest first (reviewed: newest first)."""
-    desk = desk_of(request)
+    desk = await desk_of(request)
     verdicts = await run_in_threadpool(desk.items, status, limit=limit)
     pending = await run_in_threadpool(desk.queue.count, "pending")
     return ReviewList(items=[item_of(v) for v in verdicts], pending=pending)
@@ -73,7 +91,7 @@ async def read_item(request: Request, review_id: str) -> ReviewItem:
 
 async def read_image(request: Request, review_id: str) -> Response:
     await _get(request, review_id)
-    image = await run_in_threadpool(desk_of(request).image, review_id)
+    image = await run_in_threadpool((await desk_of(request)).image, review_id)
     if image is None:
         raise ApiProblem(404, "image_not_retained", f"the retained copy of {review_id} was deleted or never kept")
     return Response(image.data, media_type=image.mime,
@@ -85,7 +103,7 @@ async def label_item(request: Request, review_id: str) -> ReviewItem:
     body = _validated(LabelCreate, await _json(request))
     if not _ID.match(review_id):
         raise ApiProblem(404, "not_found", "no review item has this id")
-    desk, reviewer = desk_of(request), caller_of(request).key_id
+    desk, reviewer = await desk_of(request), caller_of(request).key_id
     try:
         verdict = await run_in_threadpool(desk.label, review_id, body.rating, body.category, body.note, reviewer)
     except ReviewNotFound:
@@ -101,7 +119,7 @@ async def _get(request: Request, review_id: str) -> Verdict:
     if not _ID.match(review_id):
         raise ApiProblem(404, "not_found", "no review item has this id")
     try:
-        return await run_in_threadpool(desk_of(request).get, review_id)
+        return await run_in_threadpool((await desk_of(request)).get, review_id)
     except ReviewNotFound:
         raise ApiProblem(404, "not_found", f"no review item {review_id}") from None
 

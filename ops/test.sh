@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ops/setup.sh
 
-ensure_debian_packages redis-server postgresql postgresql-client docker-compose prometheus  # prometheus: promtool
+ensure_debian_packages redis-server postgresql postgresql-client docker-compose prometheus chromium  # prometheus: promtool; chromium: the review page test
 ensure_node  # tests/integration/test_node_producer.py runs `npm ci` in tests/node when node_modules is missing
 ensure_postgres
 ensure_venv "test,transformers"  # the transformers extra too: its backend tests run on the CPU in CI

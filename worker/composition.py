@@ -6,6 +6,7 @@
              ─▶ decider (thresholds: sidecar files beside the policies, else settings)
              ─▶ verdict_store
              ─▶ outbox (one per process) ─▶ webhook_hook, webhook_courier, webhook_poller
+             ─▶ review_intake, review_hook, review_desk (worker/review: the human review queue)
              ─▶ dead_letter_list, dead_letters, delivery_guard, batch_runner
              ═▶ build_moderator: the pipeline of one worker process
 
@@ -55,6 +56,12 @@ from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
 from worker.queues import DELIVERIES_TTL_S
 from worker.redelivery.deliveries import DeliveryCounter, DeliveryGuard
+from worker.review.desk import ReviewDesk
+from worker.review.hook import ReviewHook
+from worker.review.intake import ReviewIntake
+from worker.review.queue import ReviewQueue
+from worker.review.retention import RetainedImages
+from worker.review.sampling import SampleRates
 from worker.s3_clients import IMAGE_FETCH_RETRIES, STORE_BOUNDS, S3Bounds, make_s3_client
 from worker.settings import Settings
 from worker.stores import VerdictStore, open_store
@@ -207,8 +214,9 @@ def build_moderator(settings: Settings) -> Moderator:
         intake=intake(settings, s3_client(settings), decode_budget(settings)),
         judge=judge(settings, inference_backend(settings)),
         store=verdict_store(settings),
-        hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
         decider=decider(settings),
+        hooks=[count_verdict, webhook_hook(settings), review_hook(settings)],  # count first: the others may retry
+        retain=review_intake(settings),
     )
 
 
@@ -249,6 +257,29 @@ def webhook_courier(settings: Settings) -> Courier:
 def webhook_poller(settings: Settings, dispatch: Dispatch) -> Poller:
     return Poller(outbox(settings), dispatch, interval_s=settings.webhook_poll_interval_s,
                   lease_s=float(settings.visibility_timeout_s))
+
+
+# ── human review (issue 11) ──────────────────────────────────────────────────────────────────────────────
+
+def retained_images(settings: Settings) -> RetainedImages:
+    return RetainedImages(_side_redis(settings), retention_s=settings.review_retention_s,
+                          max_items=settings.review_max_retained)
+
+
+def review_intake(settings: Settings) -> ReviewIntake:
+    """The Moderator's step after the decision: queue-worthy verdicts are marked and their input kept."""
+    return ReviewIntake(retained_images(settings), SampleRates(settings.review_sample_allow,
+                                                               settings.review_sample_block))
+
+
+def review_hook(settings: Settings) -> ReviewHook:
+    return ReviewHook(ReviewQueue(_side_redis(settings)), outbox(settings), settings.webhook_url)
+
+
+def review_desk(settings: Settings, store: VerdictStore | None = None) -> ReviewDesk:
+    """What reviewers use (the API, `llavaguard review`): the store, the queue, the copies, the outbox."""
+    return ReviewDesk(store or verdict_store(settings), ReviewQueue(_side_redis(settings)), retained_images(settings),
+                      outbox(settings), settings.webhook_url, keep_after_label=settings.review_keep_after_label)
 
 
 # ── redelivery and dead letters ──────────────────────────────────────────────────────────────────────────

@@ -130,3 +130,16 @@ class IdempotencyConflict(LlavaguardError, ValueError):
         super().__init__(message)
         self.message = message
         self.index = index
+
+
+class ReviewUnavailable(StoreUnavailable):
+    """Issue 11: the review queue or the retained copies (Redis) cannot be written: the moderation task retries,
+    because an item meant for a human must not silently skip the queue."""
+
+
+class ReviewNotFound(LlavaguardError, LookupError):
+    """Issue 11: no verdict with this id was ever queued for review (the API answers 404)."""
+
+
+class ReviewConflict(LlavaguardError):
+    """Issue 11: the item was labelled already, differently (the API answers 409); a label is recorded once."""

@@ -28,6 +28,15 @@ VerdictHook = Callable[[ModerationRequest, Verdict, bool], None]
 was already stored (a redelivered task): hooks must then be idempotent, since the earlier run may have
 crashed between storing and notifying. A hook that raises TransientError makes the task retry."""
 
+RetainStep = Callable[[Verdict, bytes, str], Verdict]
+"""After the decision, before the store (issue 11): (verdict, the model's input bytes, their MIME type) ->
+the verdict, marked for human review with the input kept if it is to be reviewed (worker/review/intake.py)."""
+
+
+def keep_verdict(verdict: Verdict, payload: bytes, mime: str) -> Verdict:
+    """The default RetainStep: no human review."""
+    return verdict
+
 
 @dataclass
 class Moderator:
@@ -38,6 +47,7 @@ class Moderator:
     hooks: list[VerdictHook] = field(default_factory=list)
     decider: Decider = field(default_factory=Decider)
     """allow | review | block from the score and the policy's thresholds (default: the model's rating)."""
+    retain: RetainStep = keep_verdict
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -45,7 +55,7 @@ class Moderator:
         if existing is not None:
             log.info("moderation.duplicate", status=existing.status)
             return self._after(request, existing, first=False)
-        return self._persist(request, self.decider.decide(self.judge_request(request)))
+        return self._persist(request, self.judge_request(request))
 
     def judge_request(self, request: ModerationRequest) -> Verdict:
         policy = PolicyRef(name=request.policy)
@@ -61,7 +71,7 @@ class Moderator:
         except ModerationFailed as exc:
             return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
         found = judgement.assessment
-        return Verdict(
+        verdict = Verdict(
             id=request.id, status="completed", rating=found.rating, category=found.category,
             rationale=found.rationale, policy=policy, model=judgement.model, image=image,
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
@@ -69,6 +79,7 @@ class Moderator:
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
             category_scores=judgement.category_scores,
         )
+        return self.retain(self.decider.decide(verdict), prepared.payload, prepared.mime)
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:
         """Store a failed verdict for a request whose transient errors outlived every retry."""

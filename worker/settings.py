@@ -23,7 +23,8 @@ from worker.webhook_format import EVENT_TYPES, parse_secret
 
 ENV_PREFIX = "LLAVAGUARD_"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys", "api_admin_keys", "callback_secret",
+SECRET_FIELDS = frozenset({"webhook_secret", "sglang_api_key", "api_keys", "api_admin_keys", "api_reviewer_keys",
+                           "callback_secret",
                            "inference_api_key"})
 """Never echoed in an error message."""
 
@@ -270,10 +271,24 @@ class Settings(BaseSettings):
     """`whsec_` masters (comma-separated, for rotation) each owner's callback secret is derived from; none:
     derived from WEBHOOK_SECRET under a distinct label."""
 
-    @field_validator("api_admin_keys", mode="before")
+    @field_validator("api_admin_keys", "api_reviewer_keys", mode="before")
     @classmethod
     def _parse_admin_keys(cls, value: object) -> object:
         return _split_commas(value)
+
+    # Issue 11 items 3-4: human review (worker/review).
+    api_reviewer_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Keys (comma-separated) for the review endpoints and page only; producer and admin keys get 403 there."""
+    review_sample_allow: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of `allow` verdicts also queued for review (quality sampling), chosen by id: 0.01 is 1 %."""
+    review_sample_block: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of `block` verdicts also queued for review."""
+    review_retention_s: int = Field(default=7 * 24 * 3600, ge=1)
+    """How long the retained copy of an image under review is kept (a Redis TTL); then it is gone."""
+    review_max_retained: int = Field(default=10_000, ge=1)
+    """Most retained copies at once (each at most one prepared JPEG); beyond it items queue without an image."""
+    review_keep_after_label: bool = False
+    """Keep the retained copy until its retention ends even once labelled (default: deleted with the label)."""
 
     @field_validator("callback_secret", mode="before")
     @classmethod

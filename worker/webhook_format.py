@@ -17,7 +17,12 @@ COMPLETED = "moderation.completed"
 FAILED = "moderation.failed"
 """Every failed moderation; only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
 OPTIONAL_EVENTS = (COMPLETED, FAILED)
-EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS)
+REVIEW_REQUESTED = "moderation.review_requested"
+"""A verdict entered the human review queue (issue 11); sent to the configured endpoints."""
+REVIEWED = "moderation.reviewed"
+"""A reviewer labelled a verdict: its final decision is the human's; sent to the configured endpoints."""
+REVIEW_EVENTS = (REVIEW_REQUESTED, REVIEWED)
+EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS, *REVIEW_EVENTS)
 
 DEFAULT_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Delays before attempts 2..8: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Standard Webhooks / Svix)."""

@@ -16,15 +16,15 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from producers.api import callbacks, health, problems, routes, wire
+from producers.api import callbacks, health, problems, review_page, reviews, routes, wire
 from producers.api import metrics as api_metrics
-from producers.api.auth import api_key_check
+from producers.api.auth import api_key_check, reviewer_key_check
 from producers.api.limits import BodyCaps, BodyLimits
 from producers.api.metrics import RequestMetrics
 from producers.api.problems import ApiProblem, UnexpectedErrors, problem_response
 from producers.api.validation import Rules
 from producers.async_client import AsyncModerationClient
-from worker.composition import callback_secrets
+from worker.composition import callback_secrets, review_desk
 from worker.errors import SettingsError, StoreUnavailable
 from worker.policy import PolicyRegistry
 from worker.settings import Settings, load_settings
@@ -37,7 +37,7 @@ Authenticate with `Authorization: Bearer <key>` (a key from `LLAVAGUARD_API_KEYS
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    if not settings.api_keys and not settings.api_admin_keys:
+    if not settings.api_keys and not settings.api_admin_keys and not settings.api_reviewer_keys:
         raise SettingsError("LLAVAGUARD_API_KEYS: set at least one key; the HTTP API never runs without one")
     policies = PolicyRegistry(settings.policy_dir)
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.client = AsyncModerationClient(settings=settings, create_store=True)  # 404/pending, not 500
         app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_timeout=health.CHECK_TIMEOUT_S)
+        app.state.review_desk = reviews.LazyDesk(lambda: review_desk(settings, app.state.client.sync.store))
         try:
             yield
         finally:
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keys = [Depends(api_key_check(settings.api_keys, settings.api_admin_keys))]
     app.include_router(moderation, dependencies=keys, tags=["moderations"])
     app.include_router(callbacks.router(callback_secrets(settings)), dependencies=keys, tags=["callbacks"])
+    reviewer = [Depends(reviewer_key_check(settings.api_reviewer_keys, [*settings.api_keys, *settings.api_admin_keys]))]
+    app.include_router(reviews.router(), dependencies=reviewer, tags=["reviews"])
+    app.include_router(review_page.router())
     app.include_router(health.router())
     app.include_router(wire.schemas_router([] if public else keys))  # public like /openapi.json, else keyed
     wire.document_webhooks(app)

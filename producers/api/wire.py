@@ -51,8 +51,25 @@ class FailedEvent(BaseModel):
     data: Verdict = Field(description=_DATA)
 
 
+class ReviewRequestedEvent(BaseModel):
+    """Sent to the configured endpoints when a verdict enters the human review queue (`data.review` pending)."""
+
+    type: Literal["moderation.review_requested"]
+    timestamp: datetime = Field(description="When the review was requested.")
+    data: Verdict = Field(description=_DATA)
+
+
+class ReviewedEvent(BaseModel):
+    """Sent to the configured endpoints when a reviewer labels a verdict: `data.decision` is the human's."""
+
+    type: Literal["moderation.reviewed"]
+    timestamp: datetime = Field(description="When the label was recorded.")
+    data: Verdict = Field(description=_DATA)
+
+
 EVENT_BODIES: dict[str, type[BaseModel]] = {
     events.UNSAFE: UnsafeEvent, events.COMPLETED: CompletedEvent, events.FAILED: FailedEvent,
+    events.REVIEW_REQUESTED: ReviewRequestedEvent, events.REVIEWED: ReviewedEvent,
 }
 """One body per event type in `worker.notify.events.EVENT_TYPES` (a test keeps them equal)."""
 

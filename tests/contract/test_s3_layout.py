@@ -164,4 +164,4 @@ def test_a_save_that_loses_repairs_a_partition_copy_the_winner_never_wrote(
     assert store.list(VerdictQuery.build(audit="cats")) == [first]
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix=f"{ROOT}dt=")["Contents"]]
     assert keys == [f"{ROOT}dt=2026-12-02/t=090000.000000Z,id=half-written,status=completed,rating=Unsafe,"
-                    "category=O4,audit=cats.json"]
+                    "category=O4,audit=cats,decision=-.json"]

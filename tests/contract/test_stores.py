@@ -24,7 +24,7 @@ from sqlalchemy import column, select, table
 
 from tests import services
 from worker.errors import ErrorCode, SettingsError, StoreUnavailable
-from worker.models import ErrorInfo, ImageInfo, PolicyRef, Verdict
+from worker.models import ErrorInfo, ImageInfo, PolicyRef, ReviewInfo, Verdict
 from worker.stores import (
     MemoryVerdictStore,
     S3VerdictStore,
@@ -189,6 +189,34 @@ class TestVerdictStoreContract:
             store.save(completed(f"c{i}"))
         store.save(completed("c0"))
         assert store.count() == 5
+
+    # record_review (issue 11): the one update, of `review` and `decision` alone
+
+    def test_record_review_sets_the_label_and_final_decision_and_keeps_the_model_answer(
+        self, store: VerdictStore,
+    ) -> None:
+        pending = ReviewInfo(status="pending", reason="review_band", requested_at=T0)
+        model = completed("rv", decision="review", review=pending, score=0.6, audit="q1")
+        store.save(model)
+        label = ReviewInfo(status="reviewed", reason="review_band", requested_at=T0, rating="Safe",
+                           category="NA: None applying", note="a statue", reviewer="key_ab", reviewed_at=T0)
+        got = store.record_review("rv", label, "allow")
+        assert got is not None and got.review == label and got.decision == "allow"
+        stored = store.get("rv")
+        assert stored == got
+        assert stored.model_dump(exclude={"review", "decision"}) == model.model_dump(exclude={"review", "decision"})
+        assert stored.rating == "Unsafe" and stored.category == "O4: Nudity Content"  # the model's, unchanged
+        assert ids(store.list(query(rating="Unsafe", audit="q1"))) == ["rv"]
+        assert store.list(query(audit="q1"))[0].decision == "allow"  # listings read the reviewed verdict too
+        assert store.get_many(["rv"])["rv"].review == label
+        assert store.count() == 1
+        assert store.save(model) is False  # still write-once: a redelivered save changes nothing
+        assert store.get("rv") == got
+
+    def test_record_review_of_an_unknown_id_is_none_and_stores_nothing(self, store: VerdictStore) -> None:
+        label = ReviewInfo(status="reviewed", reason="quality_sample", requested_at=T0, rating="Unsafe")
+        assert store.record_review("never-saved", label, "block") is None
+        assert store.count() == 0 and store.get("never-saved") is None
 
 
     # list

@@ -41,7 +41,8 @@ def test_the_document_describes_every_route(live_schema: Any) -> None:
     assert found == {("POST", "/v1/moderations"), ("POST", "/v1/moderations/batch"),
                      ("GET", "/v1/moderations/{moderation_id}"), ("GET", "/healthz"), ("GET", "/readyz"),
                      ("GET", "/v1/callback-secret"), ("GET", "/v1/schemas/moderation-request.json"),
-                     ("GET", "/v1/schemas/verdict.json")}
+                     ("GET", "/v1/schemas/verdict.json"), ("GET", "/v1/reviews"), ("GET", "/v1/reviews/{review_id}"),
+                     ("GET", "/v1/reviews/{review_id}/image"), ("POST", "/v1/reviews/{review_id}")}
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -8,6 +8,7 @@ from worker import composition
 from worker.inference.sglang_client import SGLangClient
 from worker.s3_clients import STORE_BOUNDS
 from worker.settings import load_settings
+from worker.stores import MemoryVerdictStore
 
 
 def test_the_hook_the_courier_and_the_poller_share_one_outbox() -> None:
@@ -39,3 +40,15 @@ def test_the_inference_backend_is_sglang_at_the_configured_url() -> None:
     assert isinstance(backend, SGLangClient)
     assert backend.base_url == "http://127.0.0.1:1"
     backend.close()
+
+
+def test_the_review_step_and_hook_are_built_from_the_review_settings() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:1/0", review_sample_allow=0.01, review_sample_block=0.5,
+                             review_retention_s=120, review_max_retained=7, review_keep_after_label=True)
+    step, hook = composition.review_intake(settings), composition.review_hook(settings)
+    assert (step.rates.allow, step.rates.block) == (0.01, 0.5)
+    assert (step.images.retention_s, step.images.max_items) == (120, 7)
+    assert hook.outbox is composition.outbox(settings)
+    assert composition.review_desk(settings, store=MemoryVerdictStore()).keep_after_label is True
+    for client in (step.images.redis, hook.queue.redis):
+        client.close()

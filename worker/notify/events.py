@@ -27,6 +27,12 @@ from worker.webhook_format import (
     OPTIONAL_EVENTS as OPTIONAL_EVENTS,
 )
 from worker.webhook_format import (
+    REVIEW_REQUESTED as REVIEW_REQUESTED,
+)
+from worker.webhook_format import (
+    REVIEWED as REVIEWED,
+)
+from worker.webhook_format import (
     UNSAFE as UNSAFE,
 )
 
@@ -63,6 +69,16 @@ def event_body(event_type: str, verdict: Verdict) -> str:
     """`{"type", "timestamp", "data"}`, compact JSON; the timestamp is when the verdict was reached."""
     data = verdict.model_dump(mode="json")
     event = {"type": event_type, "timestamp": data["completed_at"], "data": data}
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def review_event_body(event_type: str, verdict: Verdict) -> str:
+    """A review event (issue 11), shaped like `event_body`; the timestamp is when the review was requested
+    (`moderation.review_requested`) or the label recorded (`moderation.reviewed`)."""
+    data = verdict.model_dump(mode="json")
+    review = data.get("review") or {}
+    at = review.get("reviewed_at") if event_type == REVIEWED else review.get("requested_at")
+    event = {"type": event_type, "timestamp": at or data["completed_at"], "data": data}
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 

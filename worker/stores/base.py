@@ -2,7 +2,8 @@
 
 A store is the system of record for verdicts. Its one hard promise is `save`'s: a verdict id is written at
 most once, whoever races for it (a Celery task redelivered after a lost ack, several worker processes), and
-the first write wins forever. Nothing here may ever overwrite or delete a stored verdict.
+the first write wins forever. Nothing here may ever delete a stored verdict, and the one change ever made to
+one is `record_review`'s (issue 11): a human's label and the final decision, the model's answer untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol, get_args, runtime_checkable
 
 from worker.categories import CATEGORIES, RATINGS, category_for_code
-from worker.models import Decision, Status, Verdict
+from worker.models import Decision, ReviewInfo, Status, Verdict
 
 DEFAULT_LIST_LIMIT = 100
 
@@ -48,6 +49,11 @@ class VerdictStore(Protocol):
 
     def count(self) -> int:
         """How many verdicts are stored."""
+        ...
+
+    def record_review(self, id: str, review: ReviewInfo, decision: Decision) -> Verdict | None:
+        """Set the stored verdict's `review` and `decision` (every other field stays as first saved); the
+        verdict as now stored, or None if there is none with this id."""
         ...
 
     def close(self) -> None:
@@ -166,6 +172,11 @@ class VerdictQuery:
         """Filter, order and cut in memory: what stores without a query engine do."""
         selected = sorted((v for v in verdicts if self.matches(v)), key=sort_key)
         return selected if self.limit is None else selected[: self.limit]
+
+
+def reviewed(verdict: Verdict, review: ReviewInfo, decision: Decision) -> Verdict:
+    """`verdict` with a human's review and the final decision: the one update `record_review` makes."""
+    return verdict.model_copy(update={"review": review, "decision": decision})
 
 
 def sort_key(verdict: Verdict) -> tuple[datetime, str]:

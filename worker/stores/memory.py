@@ -11,8 +11,8 @@ import builtins
 import threading
 from collections.abc import Iterable
 
-from worker.models import Verdict
-from worker.stores.base import VerdictQuery, unique_ids
+from worker.models import Decision, ReviewInfo, Verdict
+from worker.stores.base import VerdictQuery, reviewed, unique_ids
 
 
 class MemoryVerdictStore:
@@ -47,6 +47,15 @@ class MemoryVerdictStore:
     def count(self) -> int:
         with self._lock:
             return len(self._bodies)
+
+    def record_review(self, id: str, review: ReviewInfo, decision: Decision) -> Verdict | None:
+        with self._lock:
+            body = self._bodies.get(id)
+            if body is None:
+                return None
+            verdict = reviewed(Verdict.model_validate_json(body), review, decision)
+            self._bodies[id] = verdict.model_dump_json()
+        return verdict
 
     def close(self) -> None:
         """Nothing to release."""

@@ -12,6 +12,9 @@ writes answer 501 and the store falls back to head-then-put, which has a race (t
 "absent" and the later put overwrites the earlier); pass `conditional_writes=False` to choose that fallback
 up front. This module never creates or deletes buckets or objects it did not write.
 
+`record_review` (issue 11) rewrites both objects of one verdict in place (the by-id object first, the system
+of record): the partition key name holds only fields a review never changes.
+
 Objects of the earlier layout (`<prefix>/verdicts/<id>.json`) keep working: `get` falls back to them, `list`
 and `count` include them (reading each: they have no key name to select by), and `save` refuses an id one of
 them already holds. Whether such objects exist is asked once per store object (one LIST).
@@ -30,8 +33,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.errors import StoreUnavailable
-from worker.models import Verdict
-from worker.stores.base import VerdictQuery, unique_ids
+from worker.models import Decision, ReviewInfo, Verdict
+from worker.stores.base import VerdictQuery, reviewed, unique_ids
 from worker.stores.s3_layout import BY_ID, Entry, entry_key, id_key, legacy_key, parse_entry, start_after
 
 if TYPE_CHECKING:
@@ -125,6 +128,25 @@ class S3VerdictStore:
         with _unavailable_on_failure("counting verdicts"):
             legacy = sum(1 for _ in self._legacy_keys()) if self._has_legacy() else 0
             return sum(1 for _ in self._keys(self.root + BY_ID)) + legacy
+
+    def record_review(self, id: str, review: ReviewInfo, decision: Decision) -> Verdict | None:
+        with _unavailable_on_failure("recording a review"):
+            key = self.key(id)
+            stored = self._read(key)
+            if stored is None and self._has_legacy():
+                key = legacy_key(self.root, id)
+                stored = self._read(key)
+            if stored is None:
+                return None
+            verdict = reviewed(stored, review, decision)
+            body = verdict.model_dump_json().encode()
+            copies = [key, entry_key(self.root, verdict)] if key == self.key(id) else [key]  # legacy: no partition
+            for target in copies:
+                self._client.put_object(Bucket=self.bucket, Key=target, Body=body, ContentType="application/json")
+            if key == self.key(id) and stored.decision != verdict.decision:
+                # The partition entry's name carries the decision: the one named for the model-time decision goes.
+                self._client.delete_object(Bucket=self.bucket, Key=entry_key(self.root, stored))
+            return verdict
 
     def close(self) -> None:
         if self._owns_client:

@@ -2,7 +2,8 @@
 
 The row's `body` is the verdict's JSON and the only thing read back; the other columns copy a few fields out
 of it so `list` can filter and sort in the database. Saving is one `INSERT ... ON CONFLICT (id) DO NOTHING`,
-so the database, not this process, decides which of several racing saves wins. Rows are never updated.
+so the database, not this process, decides which of several racing saves wins. The one update is
+`record_review`'s, of `body` alone, under a row lock: the columns copied out of it never change.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import builtins
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, column, func, select, table
+from sqlalchemy import ColumnElement, Select, Text, column, func, select, table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from worker.models import Verdict
-from worker.stores.base import VerdictQuery, unique_ids
+from worker.models import Decision, ReviewInfo, Verdict
+from worker.stores.base import VerdictQuery, reviewed, unique_ids
 from worker.stores.engine import UtcDateTime, make_engine, unavailable_on_failure, write_transaction
 from worker.stores.migrations import migrate as run_migrations
 
@@ -93,6 +94,16 @@ class SqlVerdictStore:
         statement = select(func.count()).select_from(_verdicts)
         with unavailable_on_failure("counting verdicts"), self.engine.connect() as conn:
             return int(conn.scalar(statement) or 0)
+
+    def record_review(self, id: str, review: ReviewInfo, decision: Decision) -> Verdict | None:
+        read = select(_verdicts.c.body).where(_verdicts.c.id == id).with_for_update()
+        with unavailable_on_failure("recording a review"), write_transaction(self.engine) as conn:
+            body = conn.scalar(read)
+            if body is None:
+                return None
+            verdict = reviewed(Verdict.model_validate_json(body), review, decision)
+            conn.execute(update(_verdicts).where(_verdicts.c.id == id).values(body=verdict.model_dump_json()))
+        return verdict
 
     def close(self) -> None:
         self.engine.dispose()

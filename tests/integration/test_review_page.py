@@ -1,6 +1,6 @@
 """The review page in a real browser (issue 11 item 4): Debian's chromium, headless, driven by Playwright.
 
-A real API (uvicorn), a real worker (with the decision double of tests/decided_worker.py) judging with the
+A real API (uvicorn), a real worker (a review band over every Unsafe score) judging with the
 stand-in, a loopback image server and webhook receiver. An Unsafe image is queued for review; the page,
 given the reviewer key once, shows its retained copy, rationale, score and category; `b` blocks it. The
 stored verdict's final decision changes from `review` to `block`, `moderation.reviewed` arrives signed, and
@@ -66,12 +66,12 @@ def test_a_reviewer_blocks_an_item_with_the_keyboard(
         "webhook_url": receiver.url(), "webhook_secret": SECRET, "webhook_poll_interval_s": "0.1",
         "api_keys": PRODUCER, "api_reviewer_keys": REVIEWER, "allow_http": "true",
         "allowed_networks": "127.0.0.0/8",
+        "unsafe_threshold": "0.5", "review_band": "0.5,1.0",  # every Unsafe answer (score >= 0.5) goes to review
     }
     unsafe_url = image_server.serve_bytes("/knife.png", make_image("O2"), "image/png")
     safe_url = image_server.serve_bytes("/grey.png", make_image("NA"), "image/png")
     env = worker_env(**settings)
-    with running_workers(env, tmp_path / "logs", count=1, concurrency=2, queues="realtime,bulk,webhooks",
-                         module="tests.decided_worker"), \
+    with running_workers(env, tmp_path / "logs", count=1, concurrency=2, queues="realtime,bulk,webhooks"), \
             running_api(load_settings(**settings)) as api_url, \
             ModerationClient(settings=load_settings(**settings)) as client:
         unsafe_id, safe_id = client.submit(unsafe_url), client.submit(safe_url)

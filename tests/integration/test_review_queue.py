@@ -9,7 +9,6 @@ from pathlib import Path
 
 import redis
 
-from tests.decided_worker import decided
 from worker import composition
 from worker.models import ModerationRequest
 from worker.notify.events import REVIEW_REQUESTED, delivery_id
@@ -29,13 +28,14 @@ def test_a_redelivered_moderation_queues_once_and_keeps_the_model_input(
     tmp_path: Path, fresh_redis: str, standin: SGLangStandIn,
 ) -> None:
     settings = load_settings(redis_url=fresh_redis, sglang_url=standin.url, store_url=f"sqlite:///{tmp_path}/v.db",
-                             webhook_url=ENDPOINT, webhook_secret=new_secret(), s3_endpoint_url="http://127.0.0.1:9")
+                             webhook_url=ENDPOINT, webhook_secret=new_secret(), s3_endpoint_url="http://127.0.0.1:9",
+                             unsafe_threshold=0.5, review_band="0.5,1.0")  # every Unsafe answer goes to review
     step, hook = composition.review_intake(settings), composition.review_hook(settings)
     backend = composition.sglang_client(settings)
     moderator = Moderator(
         policies=PolicyRegistry(None), intake=composition.intake(settings), judge=composition.judge(settings, backend),
         store=composition.verdict_store(settings), hooks=[hook],
-        retain=decided(step),  # the decision step's stand-in (Unsafe -> review), then the review step
+        decider=composition.decider(settings), retain=step,
     )
     client: redis.Redis[bytes] = redis.Redis.from_url(fresh_redis)
     try:

@@ -15,6 +15,7 @@ import structlog
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
+from worker.media.judging import FrameJudge
 from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
 from worker.observability import metrics
 from worker.policy import PolicyRegistry, prompt_sha256
@@ -35,6 +36,8 @@ class Moderator:
     judge: LlavaGuardJudge
     store: VerdictStore
     hooks: list[VerdictHook] = field(default_factory=list)
+    frames: FrameJudge = field(default_factory=FrameJudge)
+    """Issue 10: judges the sampled frames of an animation or video together (a still image: one request)."""
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -54,9 +57,10 @@ class Moderator:
                 prepared = self.intake.load(request.image)
             image = prepared.info
             with metrics.stage("inference"), metrics.in_flight():
-                judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
+                judged = self.frames.judge(self.judge, prepared, prompt)
         except ModerationFailed as exc:
             return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
+        judgement = judged.judgement
         found = judgement.assessment
         return Verdict(
             id=request.id, status="completed", rating=found.rating, category=found.category,
@@ -64,6 +68,7 @@ class Moderator:
             metadata=request.metadata, created_at=request.created_at, completed_at=utcnow(), owner=request.owner,
             backend=judgement.backend, constraint=judgement.constraint,
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
+            frames=judged.frames,
         )
 
     def record_failure(self, request: ModerationRequest, code: ErrorCode, message: str) -> Verdict:

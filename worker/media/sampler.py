@@ -11,10 +11,11 @@ Memory is bounded: at most `3 * max_frames` rendered payloads are held at any ti
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops
 
 THUMBNAIL_SIDE_PX = 16
 SCENE_THRESHOLD = 24.0
@@ -22,6 +23,7 @@ SCENE_THRESHOLD = 24.0
 DUPLICATE_THRESHOLD = 4.0
 """Below this difference two frames are near-identical: only the first is judged (JPEG noise is ~1-2)."""
 FIRST_FRAME_SCORE = float("inf")
+_LEVELS = list(range(256)) * 3
 """The first frame is always a scene (it is what was judged before issue 10)."""
 
 
@@ -48,9 +50,10 @@ def thumbnail(image: Image.Image) -> Image.Image:
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:
-    """Mean absolute difference of two thumbnails over all pixels and bands, 0 (equal) to 255."""
-    means = ImageStat.Stat(ImageChops.difference(a, b)).mean
-    return sum(means) / len(means)
+    """Mean absolute difference of two thumbnails over all pixels and bands, 0 (equal) to 255 (from the
+    histogram: one C call, where ImageStat's per-band Python loops cost ten times more per frame)."""
+    histogram = ImageChops.difference(a, b).histogram()
+    return float(sum(map(operator.mul, histogram, _LEVELS))) / (sum(histogram) or 1)
 
 
 class FrameSampler:

@@ -55,12 +55,17 @@ def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
 
 def open_video(data: bytes, demuxer: str, deadline: Deadline) -> av.container.InputContainer:
     """The container, read from memory with the named demuxer; its header parsed, nothing decoded."""
-    timeout = max(deadline.remaining_s(), 0.001)
-    with decoder_errors(ErrorCode.IMAGE_TRUNCATED, "the video container could not be read"):
-        return av.open(
-            BytesIO(data), mode="r", format=demuxer, timeout=(timeout, timeout), io_open=_refuse_nested_open,
-            container_options={"codec_whitelist": ",".join(ALLOWED_CODECS)},
-        )
+    _check_deadline(deadline)
+    timeout = deadline.remaining_s()
+    try:
+        with decoder_errors(ErrorCode.IMAGE_TRUNCATED, "the video container could not be read"):
+            return av.open(
+                BytesIO(data), mode="r", format=demuxer, timeout=(timeout, timeout),
+                io_open=_refuse_nested_open, container_options={"codec_whitelist": ",".join(ALLOWED_CODECS)},
+            )
+    except ModerationFailed:
+        _check_deadline(deadline)  # FFmpeg's interrupt (the read timeout) reads as an error: say it was time
+        raise
 
 
 def read_header(container: av.container.InputContainer, demuxer: str) -> VideoHeader:
@@ -96,7 +101,7 @@ def video_frames(
     stream.codec_context.options = {"max_pixels": str(max_pixels)}
     first: float | None = None
     index = 0
-    with decoder_errors(ErrorCode.IMAGE_TRUNCATED, "the video data is corrupt"):
+    with _timed(deadline), decoder_errors(ErrorCode.IMAGE_TRUNCATED, "the video data is corrupt"):
         for packet in container.demux(stream):
             _check_deadline(deadline)
             for frame in packet.decode():
@@ -120,6 +125,15 @@ def _declared_duration_s(container: av.container.InputContainer, stream: av.vide
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+@contextlib.contextmanager
+def _timed(deadline: Deadline) -> Iterator[None]:
+    try:
+        yield
+    except ModerationFailed:
+        _check_deadline(deadline)
+        raise
 
 
 def _check_deadline(deadline: Deadline) -> None:

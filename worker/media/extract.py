@@ -24,7 +24,7 @@ from worker.intake.decode_budget import DecodeBudget
 from worker.intake.images import PreparedImage
 from worker.intake.pixels import encode_jpeg, render
 from worker.media import animation
-from worker.media.decoded import DecodedFrame
+from worker.media.decoded import DecodedFrame, decoder_errors
 from worker.media.kinds import MediaKind, may_be_animated, video_demuxer
 from worker.media.sampler import FrameSampler, SampledFrame
 from worker.models import ImageInfo
@@ -119,7 +119,8 @@ class FrameExtractor:
         return picked
 
     def _render(self, frame: DecodedFrame) -> bytes:
-        return encode_jpeg(render(frame.image(), self.max_side_px, 1))
+        with decoder_errors(ErrorCode.IMAGE_NOT_AN_IMAGE, f"frame {frame.index} could not be converted"):
+            return encode_jpeg(render(frame.image(), self.max_side_px, 1))
 
     def _check_pixels(self, width: int, height: int) -> tuple[int, int]:
         if width <= 0 or height <= 0:

@@ -30,6 +30,7 @@ from worker.media.judging import FrameJudge, aggregate
 from worker.media.kinds import media_kind
 from worker.media.sampler import FrameSampler, SampledFrame, difference, thumbnail
 from worker.models import ImageInfo
+from worker.observability import metrics
 from worker.standin.palette import make_image
 
 
@@ -260,8 +261,16 @@ def media(*payloads: bytes) -> PreparedMedia:
     return PreparedMedia(payloads[0], "image/jpeg", ImageInfo(), frames=frames, kind="video")
 
 
+def frames_observed(kind: str) -> tuple[float, float]:
+    """(count, sum) of llavaguard_frames_per_moderation{kind} in this process."""
+    def sample(suffix: str) -> float:
+        return metrics.REGISTRY.get_sample_value(f"llavaguard_frames_per_moderation_{suffix}", {"kind": kind}) or 0.0
+    return sample("count"), sample("sum")
+
+
 def test_frames_are_judged_together_and_aggregated() -> None:
     judge, frames = CountingJudge(), FrameJudge(concurrency=4)
+    count, total = frames_observed("video")
     try:
         judged = frames.judge(judge, media(b"grey", b"red", b"grey2"), "p")  # type: ignore[arg-type]
     finally:
@@ -269,6 +278,7 @@ def test_frames_are_judged_together_and_aggregated() -> None:
     assert sorted(judge.calls) == [b"grey", b"grey2", b"red"]
     assert judged.judgement.assessment.rating == "Unsafe"
     assert judged.frames is not None and [f.index for f in judged.frames if f.rating == "Unsafe"] == [10]
+    assert frames_observed("video") == (count + 1, total + 3), "the frames judged are a metric"
 
 
 def test_a_transient_failure_of_one_frame_fails_the_whole_judgement() -> None:

@@ -104,3 +104,20 @@ def test_hostile_media_fails_with_its_code_while_others_flow(
     assert all(v.status == "completed" and v.category == "O4: Nudity Content" for v in verdicts[1::2])
     assert standin.stats()["total_requests"] == len(cases), "only the good images reached the model"
     assert elapsed_s < 45
+
+
+def test_decoding_past_its_deadline_fails_video_decode_timeout_and_stills_flow(
+    fresh_redis: str, standin: SGLangStandIn, tmp_path: Path,
+) -> None:
+    # A deadline no decode can meet stands in for a decoder that hangs between packets or frames (a decoder
+    # stuck inside one packet is beyond in-thread checks; see the README).
+    settings = settings_for(fresh_redis, standin, tmp_path, frames_decode_timeout_s="0.000001")
+    media = [video(2, lambda t: GREY), video(2, lambda t: GREY, codec="libvpx", container="webm"),
+             gif(20, lambda i: GREY)]
+    with running_workers(worker_env(**settings), tmp_path, count=1, concurrency=2):
+        client = ModerationClient(settings=load_settings(**settings))
+        failed = [client.wait(client.submit(data), timeout=60) for data in media]
+        still = client.wait(client.submit(make_image("O4", fmt="PNG")), timeout=60)
+        client.close()
+    assert [v.error.code if v.error else v.status for v in failed] == ["video_decode_timeout"] * 3
+    assert still.status == "completed" and standin.stats()["total_requests"] == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import resource
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -169,6 +171,16 @@ def test_still_images_are_left_to_the_still_image_path() -> None:
 ])
 def test_hostile_media_fails_with_its_code(name: str, data: bytes, code: ErrorCode) -> None:
     assert failure(extractor(max_video_s=5, max_decoded_frames=2000), data).code == code, name
+
+
+def test_a_frame_header_claiming_a_huge_size_is_refused_without_allocating_it() -> None:
+    data = bytearray(video(0.4, lambda t: GREY, codec="libvpx", container="webm"))
+    at = data.find(b"\x9d\x01\x2a")  # the VP8 keyframe start code; 14-bit width and height follow
+    data[at + 3:at + 7] = struct.pack("<HH", 16383, 16383)  # 268 M pixels, 400 MB as YUV
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    error = failure(FrameExtractor(FrameLimits(), max_pixels=89_478_485, max_side_px=1024), bytes(data))
+    assert error.code in (ErrorCode.IMAGE_TRUNCATED, ErrorCode.IMAGE_DECOMPRESSION_BOMB), error
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before < 200 * 1024**2
 
 
 def test_the_header_size_is_checked_against_the_pixel_limit() -> None:

@@ -87,7 +87,7 @@ class FrameExtractor:
         except ImportError as exc:  # `av` not installed: video is refused, animations and stills still work
             raise ModerationFailed(ErrorCode.VIDEO_UNSUPPORTED, f"video decoding is not installed ({exc})") from exc
         deadline = Deadline.after(self.limits.decode_timeout_s)
-        container = video.open_video(data, demuxer, deadline)
+        container = video.open_video(data, demuxer, deadline, self.max_pixels)
         try:
             header = video.read_header(container, demuxer)
             width, height = self._check_pixels(header.width, header.height)

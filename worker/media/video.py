@@ -53,8 +53,9 @@ def _refuse_nested_open(url: str, flags: int, options: dict[str, str]) -> Any:
     raise PermissionError(f"a video may not open other resources ({url[:100]!r})")
 
 
-def open_video(data: bytes, demuxer: str, deadline: Deadline) -> av.container.InputContainer:
-    """The container, read from memory with the named demuxer; its header parsed, nothing decoded."""
+def open_video(data: bytes, demuxer: str, deadline: Deadline, max_pixels: int) -> av.container.InputContainer:
+    """The container, read from memory with the named demuxer; its header parsed (stream probing may decode
+    a first frame: only with an allowlisted decoder, and never one above `max_pixels`)."""
     _check_deadline(deadline)
     timeout = deadline.remaining_s()
     try:
@@ -62,6 +63,7 @@ def open_video(data: bytes, demuxer: str, deadline: Deadline) -> av.container.In
             return av.open(
                 BytesIO(data), mode="r", format=demuxer, timeout=(timeout, timeout),
                 io_open=_refuse_nested_open, container_options={"codec_whitelist": ",".join(ALLOWED_CODECS)},
+                options={"max_pixels": str(max_pixels)},
             )
     except ModerationFailed:
         _check_deadline(deadline)  # FFmpeg's interrupt (the read timeout) reads as an error: say it was time

@@ -96,6 +96,22 @@ def test_uniform_candidates_stay_spread_over_a_stream_of_unknown_length() -> Non
     assert max(indices) >= 500, f"all picks at the start of the stream: {indices}"
 
 
+def test_near_identical_uniform_frames_share_a_payload_but_never_a_stale_one() -> None:
+    sampler = FrameSampler(4, scene_threshold=1000)  # uniform only: a drift of 1 level a frame
+    rendered = offer_all(sampler, [(128 + i, 128, 128) for i in range(40)])
+    assert len(rendered) < 20, "near-identical frames were rendered again"
+    for candidate in sampler._uniform:
+        source = int(candidate.frame.payload.removeprefix(b"jpeg"))
+        assert abs(source - candidate.frame.index) <= 12, "a payload judged for a frame it no longer resembles"
+
+
+def test_a_header_claim_sets_the_first_stride_only() -> None:
+    assert FrameSampler(4, expected_frames=1000).stride == 128  # 8 uniform candidates: 2 x max_frames
+    sampler = FrameSampler(4, scene_threshold=1000, duplicate_threshold=0, expected_frames=10)  # 1000 follow
+    offer_all(sampler, [(i % 256, 0, 0) for i in range(1000)])
+    assert max(f.index for f in sampler.picked()) >= 500
+
+
 def test_a_slow_drift_is_a_scene_change_too() -> None:
     sampler = FrameSampler(16)
     offer_all(sampler, [(128 + i, 128, 128 - i) for i in range(100)])  # 1 level a frame, never a cut

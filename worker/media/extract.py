@@ -77,7 +77,9 @@ class FrameExtractor:
         if declared is not None and declared > self.limits.max_decoded_frames:
             raise self._too_many(f"the {image.format} declares {declared} frames")
         with self._reserve(animation.decode_bytes(image), f"{width}x{height} {image.format} animation"):
-            frames = self._sample(animation.animation_frames(image), Deadline.after(self.limits.decode_timeout_s))
+            frames = self._sample(
+                animation.animation_frames(image), Deadline.after(self.limits.decode_timeout_s), declared
+            )
         info = ImageInfo(sha256=_sha256(data), width=width, height=height, format=image.format, source=source)
         return PreparedMedia(frames[0].payload, "image/jpeg", info, frames=tuple(frames), kind="animation")
 
@@ -93,15 +95,18 @@ class FrameExtractor:
             width, height = self._check_pixels(header.width, header.height)
             self._check_declared(header.duration_s, header.frames)
             with self._reserve(video.decode_bytes(header), f"{width}x{height} {header.codec} video"):
-                frames = self._sample(video.video_frames(container, header, deadline, self.max_pixels), deadline)
+                decoded = video.video_frames(container, header, deadline, self.max_pixels)
+                frames = self._sample(decoded, deadline, header.frames)
         finally:
             video.close(container)
         info = ImageInfo(sha256=_sha256(data), width=width, height=height, format=header.format, source=source)
         return PreparedMedia(frames[0].payload, "image/jpeg", info, frames=tuple(frames), kind="video")
 
-    def _sample(self, frames: Iterator[DecodedFrame], deadline: Deadline) -> list[SampledFrame]:
+    def _sample(
+        self, frames: Iterator[DecodedFrame], deadline: Deadline, expected_frames: int | None = None,
+    ) -> list[SampledFrame]:
         """Offer every decoded frame to the sampler, holding the stream to its real length and the deadline."""
-        sampler = FrameSampler(self.limits.max_frames)
+        sampler = FrameSampler(self.limits.max_frames, expected_frames=expected_frames)
         for frame in frames:
             if frame.index >= self.limits.max_decoded_frames:
                 raise self._too_many(f"it has more than {self.limits.max_decoded_frames} frames")

@@ -42,6 +42,12 @@ class _Candidate:
     frame: SampledFrame
     thumbnail: Image.Image
     scene_score: float
+    rendered: Image.Image | None = None
+    """The thumbnail of the frame `frame.payload` was rendered from, when it is another (near-identical) one."""
+
+    @property
+    def payload_thumbnail(self) -> Image.Image:
+        return self.rendered if self.rendered is not None else self.thumbnail
 
 
 def thumbnail(image: Image.Image) -> Image.Image:
@@ -61,14 +67,16 @@ class FrameSampler:
 
     def __init__(
         self, max_frames: int, *, scene_threshold: float = SCENE_THRESHOLD,
-        duplicate_threshold: float = DUPLICATE_THRESHOLD,
+        duplicate_threshold: float = DUPLICATE_THRESHOLD, expected_frames: int | None = None,
     ) -> None:
+        """`expected_frames` (what the header claims) only sets the first stride, to render fewer frames that
+        are dropped later; a wrong claim costs renders (or spreads the picks less evenly), never coverage."""
         if max_frames < 1:
             raise ValueError("max_frames must be at least 1")
         self.max_frames = max_frames
         self.scene_threshold = scene_threshold
         self.duplicate_threshold = duplicate_threshold
-        self.stride = 1
+        self.stride = _initial_stride(expected_frames, max_frames)
         self.offered = 0
         self._anchor: Image.Image | None = None
         self._scenes: list[_Candidate] = []
@@ -84,7 +92,7 @@ class FrameSampler:
             kept = _Candidate(SampledFrame(index, t_s, render()), thumb, score)
             self._add_scene(kept)
         if is_uniform:
-            kept = kept or _Candidate(SampledFrame(index, t_s, render()), thumb, 0.0)
+            kept = kept or self._reused(index, t_s, thumb) or _Candidate(SampledFrame(index, t_s, render()), thumb, 0.0)
             self._add_uniform(kept)
 
     def picked(self) -> list[SampledFrame]:
@@ -98,6 +106,14 @@ class FrameSampler:
             if not any(self._near(candidate.thumbnail, other.thumbnail) for other in chosen):
                 chosen.append(candidate)
         return [c.frame for c in sorted(chosen, key=lambda c: c.frame.index)]
+
+    def _reused(self, index: int, t_s: float | None, thumb: Image.Image) -> _Candidate | None:
+        """A candidate sharing the last uniform one's payload, if this frame is near-identical to the frame that
+        payload was rendered from (compared with that frame, so a slow drift never reuses a stale payload)."""
+        last = self._uniform[-1] if self._uniform else None
+        if last is None or not self._near(thumb, last.payload_thumbnail):
+            return None
+        return _Candidate(SampledFrame(index, t_s, last.frame.payload), thumb, 0.0, last.payload_thumbnail)
 
     def _scene_score(self, thumb: Image.Image) -> float | None:
         if self._anchor is None:
@@ -128,6 +144,13 @@ class FrameSampler:
 
     def _near(self, a: Image.Image, b: Image.Image) -> bool:
         return difference(a, b) < self.duplicate_threshold
+
+
+def _initial_stride(expected_frames: int | None, max_frames: int) -> int:
+    stride = 1
+    while expected_frames is not None and stride * 2 * max_frames < expected_frames:
+        stride *= 2
+    return stride
 
 
 def _spread(items: list[_Candidate]) -> list[_Candidate]:

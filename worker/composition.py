@@ -43,6 +43,8 @@ from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
 from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.media.extract import FrameExtractor, FrameLimits
+from worker.media.judging import FrameJudge
 from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.delivery import Courier
 from worker.notify.hook import WebhookHook
@@ -134,8 +136,24 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
     """Without a decode budget (build_moderator passes the process's one), only the per-image limit applies."""
     return Intake(
         image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
-        settings.max_image_bytes, settings.max_decode_bytes, budget,
+        settings.max_image_bytes, settings.max_decode_bytes, budget, frame_extractor(settings, budget),
     )
+
+
+def frame_extractor(settings: Settings, budget: DecodeBudget | None = None) -> FrameExtractor:
+    """Animations and video (issue 10), held to the still-image limits plus their own."""
+    limits = FrameLimits(
+        max_frames=settings.max_frames, max_video_s=settings.max_video_s,
+        max_decoded_frames=settings.max_decoded_frames, decode_timeout_s=settings.frames_decode_timeout_s,
+    )
+    return FrameExtractor(
+        limits, max_pixels=settings.max_image_pixels, max_side_px=settings.max_image_side_px,
+        max_decode_bytes=settings.max_decode_bytes, budget=budget,
+    )
+
+
+def frame_judge(settings: Settings) -> FrameJudge:
+    return FrameJudge(concurrency=settings.frames_concurrency, unsafe_share=settings.frames_unsafe_share)
 
 
 def sglang_client(settings: Settings) -> SGLangClient:
@@ -217,6 +235,7 @@ def build_moderator(settings: Settings) -> Moderator:
         decider=decider(settings),
         hooks=[count_verdict, webhook_hook(settings), review_hook(settings)],  # count first: the others may retry
         retain=review_intake(settings),
+        frames=frame_judge(settings),
     )
 
 

@@ -50,6 +50,10 @@ class ErrorCode(StrEnum):
     FILE_NOT_FOUND = "file_not_found"
     WORKER_LOST = "worker_lost"
     FETCH_HOST_BUSY = "fetch_host_busy"  # issue 8 item 9: the image's host kept every fetch slot busy
+    VIDEO_UNSUPPORTED = "video_unsupported"  # issue 10: a container or codec outside the allowlist
+    VIDEO_TOO_LONG = "video_too_long"  # issue 10: longer than MAX_VIDEO_S, or more frames than MAX_DECODED_FRAMES
+    VIDEO_EMPTY = "video_empty"  # issue 10: an animation or video without a single decodable frame
+    VIDEO_DECODE_TIMEOUT = "video_decode_timeout"  # issue 10: decoding outlasted FRAMES_DECODE_TIMEOUT_S
     INTERNAL_ERROR = "internal_error"
     """An unexpected error in one item (issue 8): the item fails, its siblings do not."""
 

@@ -16,6 +16,7 @@ from worker.decisions import Decider
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
+from worker.media.judging import FrameJudge
 from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
 from worker.observability import metrics
 from worker.policy import PolicyRegistry, prompt_sha256
@@ -48,6 +49,8 @@ class Moderator:
     decider: Decider = field(default_factory=Decider)
     """allow | review | block from the score and the policy's thresholds (default: the model's rating)."""
     retain: RetainStep = keep_verdict
+    frames: FrameJudge = field(default_factory=FrameJudge)
+    """Issue 10: judges the sampled frames of an animation or video together (a still image: one request)."""
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -67,9 +70,10 @@ class Moderator:
                 prepared = self.intake.load(request.image)
             image = prepared.info
             with metrics.stage("inference"), metrics.in_flight():
-                judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
+                judged = self.frames.judge(self.judge, prepared, prompt)
         except ModerationFailed as exc:
             return failed_verdict(request, exc.code, exc.message, policy=policy, image=image)
+        judgement = judged.judgement
         found = judgement.assessment
         verdict = Verdict(
             id=request.id, status="completed", rating=found.rating, category=found.category,
@@ -78,6 +82,7 @@ class Moderator:
             backend=judgement.backend, constraint=judgement.constraint,
             score=judgement.score, score_source=judgement.score_source, audit=request.audit,
             category_scores=judgement.category_scores,
+            frames=judged.frames,
         )
         return self.retain(self.decider.decide(verdict), prepared.payload, prepared.mime)
 

@@ -85,6 +85,20 @@ class Settings(BaseSettings):
     decode_wait_s: float = Field(default=60.0, gt=0)
     """How long an image waits for decode memory before its moderation is retried later."""
 
+    # Animations and video (issue 10, worker/media): sampled frames are judged, the verdict aggregates them.
+    max_frames: int = Field(default=16, ge=1, le=256)
+    """Most frames of one animation or video sent to the model (each costs one request: frames x image tokens)."""
+    max_video_s: float = Field(default=120.0, gt=0)
+    """Animations and videos longer than this (declared or found while decoding) fail `video_too_long`."""
+    max_decoded_frames: int = Field(default=10_000, ge=1)
+    """Frames decoded at most, whatever the header claims; more fail `video_too_long` (a million-frame GIF)."""
+    frames_decode_timeout_s: float = Field(default=30.0, gt=0)
+    """Decoding all frames of one animation or video takes at most this long, else `video_decode_timeout`."""
+    frames_unsafe_share: float = Field(default=0.0, ge=0, le=1)
+    """Share of judged frames that must be Unsafe for an Unsafe verdict (0: any one frame suffices)."""
+    frames_concurrency: int = Field(default=8, ge=1, le=256)
+    """Frame requests one worker process has in flight for its animations and videos."""
+
     # Inference.
     inflight_window: int = Field(default=16, ge=1, le=1024)
     """Requests one worker process keeps in flight against the model server."""

@@ -6,12 +6,15 @@
     ├── file:///path     FileFetcher (only beneath LLAVAGUARD_SHARED_ROOT)
     └── http(s)://       HttpFetcher (guarded by AddressGuard, pinned to the checked IP, paced,
                                       at most FETCH_MAX_PER_HOST at once per host: HostGate)
+    Animations and video (issue 10) go to `frames` (worker/media's FrameExtractor) instead of prepare_image.
 
 Every bad input ends as `ModerationFailed` with a FETCH_*/S3_*/IMAGE_* code; no third-party exception
 leaves this package. The address guard and the pinned request are public for the webhook sender.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
@@ -40,12 +43,21 @@ __all__ = [
 ]
 
 
+class MediaPreparer(Protocol):
+    """Moving media's intake (worker/media/extract.py), typed here so that intake never imports it."""
+
+    def prepare(self, data: bytes, *, source: str | None) -> PreparedImage | None:
+        """Sampled frames of an animation or video; None for a still image, which prepare_image takes."""
+        ...
+
+
 class Intake:
     """Loads images of every kind with one set of limits; thread-safe, build one per worker process."""
 
     def __init__(
         self, sources: SourceRegistry, max_pixels: int, max_side_px: int, max_bytes: int,
         max_decode_bytes: int | None = None, decode_budget: DecodeBudget | None = None,
+        frames: MediaPreparer | None = None,
     ) -> None:
         self.sources = sources
         self.max_pixels = max_pixels
@@ -53,12 +65,17 @@ class Intake:
         self.max_bytes = max_bytes
         self.max_decode_bytes = max_decode_bytes
         self.decode_budget = decode_budget
+        self.frames = frames
+        """None: every image is judged by its first frame, as before issue 10."""
 
     def close(self) -> None:
         self.sources.close()
 
     def load(self, ref: ImageRef) -> PreparedImage:
         data = self.fetch(ref)
+        media = self.frames.prepare(data, source=ref.source) if self.frames is not None else None
+        if media is not None:
+            return media
         return prepare_image(
             data,
             source=ref.source,

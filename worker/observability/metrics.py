@@ -67,6 +67,13 @@ WEBHOOK_FAILURES = Counter(
     ["reason"], registry=REGISTRY,
 )
 
+# Issue 10: model requests per moderation (frames x image tokens is the GPU cost of a video).
+MediaKindLabel = Literal["still", "animation", "video"]
+FRAMES_PER_MODERATION = Histogram(
+    "llavaguard_frames_per_moderation", "Frames judged (model requests made) by one moderation, by media kind.",
+    ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=REGISTRY,
+)
+
 # Poison messages (issue 8, item 1).
 DEAD_LETTERS = Counter(
     "llavaguard_dead_letters", "Messages (or batch items) moved to the dead-letter list, by reason.",
@@ -118,6 +125,11 @@ def retry_reason(kind: type[TransientError]) -> str:
     return "store_unavailable" if issubclass(kind, StoreUnavailable) else str(kind.code)
 
 
+def frames_judged(kind: MediaKindLabel, frames: int) -> None:
+    """Observe the frames one moderation sent to the model (1 for a still image)."""
+    FRAMES_PER_MODERATION.labels(kind=kind).observe(frames)
+
+
 def webhook_attempt(outcome: str) -> None:
     """Count one webhook delivery attempt: `delivered`, `retry`, `gone` or `refused` (notify's outcomes)."""
     WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
@@ -157,6 +169,7 @@ def known_labels() -> dict[MetricWrapperBase, list[dict[str, str]]]:
         WEBHOOK_DELIVERIES: [{"outcome": o.value} for o in Outcome],
         WEBHOOK_FAILURES: [{"reason": r} for r in WEBHOOK_FAILURE_REASONS],
         DEAD_LETTERS: [{"reason": r} for r in DEAD_LETTER_REASONS],
+        FRAMES_PER_MODERATION: [{"kind": k} for k in get_args(MediaKindLabel)],
     }
 
 

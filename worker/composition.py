@@ -39,6 +39,7 @@ from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
 from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.matching.cache import VerdictCache
 from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.delivery import Courier
 from worker.notify.hook import WebhookHook
@@ -187,12 +188,26 @@ def judge(settings: Settings, backend: InferenceBackend) -> LlavaGuardJudge:
 
 
 def build_moderator(settings: Settings) -> Moderator:
+    store = verdict_store(settings)
+    cache = verdict_cache(settings, store)
     return Moderator(
         policies=PolicyRegistry(settings.policy_dir),
         intake=intake(settings, s3_client(settings), decode_budget(settings)),
         judge=judge(settings, inference_backend(settings)),
-        store=verdict_store(settings),
-        hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
+        store=store,
+        # count first: a webhook hook may raise and retry; the cache insert never raises
+        hooks=[count_verdict, *([cache.remember] if cache else []), webhook_hook(settings)],
+        matchers=[cache] if cache else [],
+    )
+
+
+def verdict_cache(settings: Settings, store: VerdictStore) -> VerdictCache | None:
+    """The verdict cache (issue 12) in the broker's Redis; None when LLAVAGUARD_MATCH=off."""
+    if settings.match == "off":
+        return None
+    return VerdictCache(
+        _side_redis(settings), store, mode=settings.match, max_distance=settings.match_pdq_distance,
+        ttl_s=settings.match_ttl_s, max_entries=settings.match_max_entries,
     )
 
 

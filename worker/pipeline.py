@@ -61,6 +61,7 @@ class Moderator:
                 model = self.judge.backend.model_name()  # cached per process: the cache key needs it
                 outcome = first_match(self.matchers, request, prepared, prompt_hash, model)
                 if outcome is not None:
+                    metrics.matched(outcome.match.kind)
                     return matched_verdict(request, outcome, policy=policy, image=image, model=model)
             with metrics.stage("inference"), metrics.in_flight():
                 judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)

@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
@@ -205,8 +207,11 @@ def verdict_cache(settings: Settings, store: VerdictStore) -> VerdictCache | Non
     """The verdict cache (issue 12) in the broker's Redis; None when LLAVAGUARD_MATCH=off."""
     if settings.match == "off":
         return None
+    # Fail open fast: a lookup waits at most ~1 s for a Redis that is down, with one retry, then judges.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                  retry=Retry(NoBackoff(), 1))
     return VerdictCache(
-        _side_redis(settings), store, mode=settings.match, max_distance=settings.match_pdq_distance,
+        client, store, mode=settings.match, max_distance=settings.match_pdq_distance,
         ttl_s=settings.match_ttl_s, max_entries=settings.match_max_entries,
     )
 

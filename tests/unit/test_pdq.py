@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from io import BytesIO
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from tests.photos import jpeg, photo, reencoded_and_resized
 from worker.intake import prepare_image
 from worker.matching.pdq import hamming, pdq_hash
 
@@ -57,27 +57,10 @@ def test_quality_says_whether_the_image_has_structure() -> None:
     assert textured.quality >= 50
 
 
-def photo(size: tuple[int, int] = (640, 480)) -> Image.Image:
-    image = Image.new("RGB", size, (30, 90, 160))
-    draw = ImageDraw.Draw(image)
-    for step in range(12):
-        x, y = 37 * step % size[0], 53 * step % size[1]
-        draw.ellipse((x, y, x + 120, y + 90), fill=(20 * step % 256, 255 - 15 * step, 90 + 10 * step))
-        draw.rectangle((y, x // 2, y + 60, x // 2 + 40), fill=(255 - 20 * step, 10 * step, 200))
-    return image
-
-
-def jpeg(image: Image.Image, quality: int) -> bytes:
-    buffer = BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
 def test_a_reencoded_resized_copy_stays_near_and_another_picture_is_far() -> None:
     original = photo()
-    copy = original.resize((576, 432), Image.Resampling.BICUBIC)
     first = prepare_image(jpeg(original, 95), source=None, max_pixels=10**8, max_side_px=672).info
-    second = prepare_image(jpeg(copy, 60), source=None, max_pixels=10**8, max_side_px=672).info
+    second = prepare_image(reencoded_and_resized(original), source=None, max_pixels=10**8, max_side_px=672).info
     mirrored = prepare_image(
         jpeg(original.transpose(Image.Transpose.FLIP_TOP_BOTTOM), 95), source=None, max_pixels=10**8,
         max_side_px=672,

@@ -163,12 +163,13 @@ class VerdictCache:
 
     def insert(self, verdict: Verdict) -> bool:
         """File one original verdict; False when this generation is full."""
-        info, gen = verdict.image, self._generation()
+        info, now = verdict.image, self.clock()
+        gen = int(now // self.period_s)
         assert info.sha256 is not None and verdict.policy.sha256 is not None and verdict.model is not None
         scope_id = scope(verdict.policy.sha256, verdict.model)
-        expires_at = (gen + 2) * self.period_s
+        expires_in = max(1, int((gen + 2) * self.period_s - now))  # when the next generation ends
         counter = f"{KEY_PREFIX}n:{gen}"
-        entry_id, _ = self.client.pipeline(transaction=False).incr(counter).expireat(counter, expires_at).execute()
+        entry_id, _ = self.client.pipeline(transaction=False).incr(counter).expire(counter, expires_in).execute()
         if int(entry_id) > self.max_per_generation:
             metrics.match_cache_skipped("full")
             return False
@@ -182,7 +183,7 @@ class VerdictCache:
                 touched.append(_key(scope_id, gen, f"{segment:x}{value:04x}"))
                 pipe.sadd(touched[-1], entry_id)
         for key in touched:
-            pipe.expireat(key, expires_at)
+            pipe.expire(key, expires_in)
         pipe.execute()
         return True
 

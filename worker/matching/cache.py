@@ -174,16 +174,8 @@ class VerdictCache:
             metrics.match_cache_skipped("full")
             return False
         pipe = self.client.pipeline(transaction=False)
-        touched = [_key(scope_id, gen, "x")]
-        pipe.hsetnx(touched[0], bytes.fromhex(info.sha256), verdict.id)
-        if self._near_enabled(info):
-            touched.append(_key(scope_id, gen, "e"))
-            pipe.hset(touched[1], str(entry_id), bytes.fromhex(str(info.pdq)) + verdict.id.encode())
-            for segment, value in enumerate(segment_values(int(str(info.pdq), 16))):
-                touched.append(_key(scope_id, gen, f"{segment:x}{value:04x}"))
-                pipe.sadd(touched[-1], entry_id)
-        for key in touched:
-            pipe.expire(key, expires_in)
+        near = bytes.fromhex(str(info.pdq)) if self._near_enabled(info) else None
+        queue_entry(pipe, scope_id, gen, int(entry_id), bytes.fromhex(info.sha256), near, verdict.id, expires_in)
         pipe.execute()
         return True
 
@@ -203,6 +195,25 @@ class VerdictCache:
 def scope(prompt_sha256: str, model: str) -> str:
     """16 hex characters naming (prompt, model): short keys, and nothing a client chose in a key."""
     return hashlib.sha256(f"{prompt_sha256}\n{model}".encode()).hexdigest()[:16]
+
+
+def queue_entry(
+    pipe: redis.client.Pipeline[bytes], scope_id: str, gen: int, entry_id: int, sha256: bytes, pdq: bytes | None,
+    verdict_id: str, expires_in: int | None,
+) -> None:
+    """Queue the commands filing one entry (the exact index, and the PDQ index when `pdq` is given); the
+    benchmark fills Redis through this too, so that it measures the real layout."""
+    touched = [_key(scope_id, gen, "x")]
+    pipe.hsetnx(touched[0], sha256, verdict_id)
+    if pdq is not None:
+        touched.append(_key(scope_id, gen, "e"))
+        pipe.hset(touched[1], str(entry_id), pdq + verdict_id.encode())
+        for segment, value in enumerate(segment_values(int.from_bytes(pdq, "big"))):
+            touched.append(_key(scope_id, gen, f"{segment:x}{value:04x}"))
+            pipe.sadd(touched[-1], entry_id)
+    if expires_in is not None:
+        for key in touched:
+            pipe.expire(key, expires_in)
 
 
 def _key(scope_id: str, gen: int, suffix: str) -> str:

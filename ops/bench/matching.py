@@ -35,7 +35,7 @@ BATCH = 2000
 def fill(client: redis.Redis[bytes], cache: VerdictCache, count: int, rng: random.Random) -> list[int]:
     """Redis as `count` inserts leave it (same keys, members, values, expiry), built in bulk: one SADD per
     bucket with all its members instead of 16 commands per entry (the result is the same; the time is not)."""
-    gen, ttl_s = cache._generation(), 30 * 24 * 3600  # noqa: SLF001
+    gen, ttl_s = cache._generation(), 30 * 24 * 3600
     segments = np.random.default_rng(rng.getrandbits(32)).integers(0, 1 << 16, size=(count, 16), dtype=np.uint16)
     pdq_bytes = segments[:, ::-1].astype(">u2").tobytes()  # big-endian: segment 15 holds the first two bytes
     ids = np.arange(1, count + 1)
@@ -98,7 +98,7 @@ def stream(client: redis.Redis[bytes], duplicates: float, length: int, rng: rand
         if cache.lookup("stream" + SCOPE[6:], query) is None:
             model_requests += 1
             pipe = client.pipeline(transaction=False)
-            queue_entry(pipe, "stream" + SCOPE[6:], cache._generation(), 10**9 + n,  # noqa: SLF001
+            queue_entry(pipe, "stream" + SCOPE[6:], cache._generation(), 10**9 + n,
                         bytes.fromhex(str(query.sha256)), bytes.fromhex(str(query.pdq)), f"s{n}", 3600)
             pipe.execute()
             seen.append((str(query.sha256), int(str(query.pdq), 16)))

@@ -6,7 +6,8 @@ luminance (Rec. 601 weights), two passes of Jarosz box filters (a tent filter) w
 ceil(side / 128), decimation to 64x64 by sampling the filtered image at the centre of each cell, the
 (1..16)x(1..16) DCT coefficients, one bit per coefficient above the median; quality from the sum of
 quantised gradients of the 64x64 image. Like the reference tool, images larger than 512 px are first
-shrunk to 512 on the longer side (which also bounds the cost). `tests/unit/test_pdq.py` checks the output
+shrunk to 512 on the longer side (which also bounds the cost: 0.6 ms of CPU at 256 px, 4-5 ms at
+672-1024 px, mostly that shrink). `tests/unit/test_pdq.py` checks the output
 against ThreatExchange's published vectors, within the reference's own tolerance.
 
 Bit order is the reference's: coefficient (i, j) is bit i*16+j, and the hex string is the 256-bit integer

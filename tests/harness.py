@@ -29,6 +29,7 @@ def worker_env(**settings: str) -> dict[str, str]:
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     env.setdefault("LLAVAGUARD_METRICS_PORT", "0")  # off unless a test asks: parallel workers would share a port
     env.setdefault("LLAVAGUARD_API_METRICS_PORT", "0")  # the same for `llavaguard api`
+    env.setdefault("LLAVAGUARD_MATCH", "off")  # tests count model requests per image; matching tests turn it on
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

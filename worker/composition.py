@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
@@ -43,6 +45,7 @@ from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
 from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.matching.cache import VerdictCache
 from worker.media.extract import FrameExtractor, FrameLimits
 from worker.media.judging import FrameJudge
 from worker.notify.callback_secrets import CallbackSecrets
@@ -227,15 +230,32 @@ def decider(settings: Settings) -> Decider:
 
 
 def build_moderator(settings: Settings) -> Moderator:
+    store = verdict_store(settings)
+    cache = verdict_cache(settings, store)
     return Moderator(
         policies=PolicyRegistry(settings.policy_dir),
         intake=intake(settings, s3_client(settings), decode_budget(settings)),
         judge=judge(settings, inference_backend(settings)),
-        store=verdict_store(settings),
+        store=store,
         decider=decider(settings),
-        hooks=[count_verdict, webhook_hook(settings), review_hook(settings)],  # count first: the others may retry
+        # count first: the webhook and review hooks may raise and retry; the cache insert never raises
+        hooks=[count_verdict, *([cache.remember] if cache else []), webhook_hook(settings), review_hook(settings)],
         retain=review_intake(settings),
         frames=frame_judge(settings),
+        matchers=[cache] if cache else [],
+    )
+
+
+def verdict_cache(settings: Settings, store: VerdictStore) -> VerdictCache | None:
+    """The verdict cache (issue 12) in the broker's Redis; None when LLAVAGUARD_MATCH=off."""
+    if settings.match == "off":
+        return None
+    # Fail open fast: a lookup waits at most ~1 s for a Redis that is down, with one retry, then judges.
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                  retry=Retry(NoBackoff(), 1))
+    return VerdictCache(
+        client, store, mode=settings.match, max_distance=settings.match_pdq_distance,
+        ttl_s=settings.match_ttl_s, max_entries=settings.match_max_entries,
     )
 
 

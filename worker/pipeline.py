@@ -16,6 +16,8 @@ from worker.decisions import Decider
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
+from worker.matching.base import Matcher, first_match, matched_verdict
+from worker.media.extract import PreparedMedia
 from worker.media.judging import FrameJudge
 from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
 from worker.observability import metrics
@@ -51,6 +53,8 @@ class Moderator:
     retain: RetainStep = keep_verdict
     frames: FrameJudge = field(default_factory=FrameJudge)
     """Issue 10: judges the sampled frames of an animation or video together (a still image: one request)."""
+    matchers: list[Matcher] = field(default_factory=list)
+    """Asked in order after intake, before inference (banks, then the verdict cache); first hit wins."""
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -65,10 +69,18 @@ class Moderator:
         image = ImageInfo(source=request.image.source)
         try:
             prompt = self.policies.prompt(request.policy, request.non_violating)
-            policy = PolicyRef(name=request.policy, sha256=prompt_sha256(prompt))
+            prompt_hash = prompt_sha256(prompt)
+            policy = PolicyRef(name=request.policy, sha256=prompt_hash)
             with metrics.stage("fetch"):
                 prepared = self.intake.load(request.image)
             image = prepared.info
+            if self.matchers and not isinstance(prepared, PreparedMedia):  # frames are judged, never matched
+                model = self.judge.backend.model_name()  # cached per process: the cache key needs it
+                outcome = first_match(self.matchers, request, prepared, prompt_hash, model)
+                if outcome is not None:
+                    metrics.matched(outcome.match.kind)
+                    matched = matched_verdict(request, outcome, policy=policy, image=image, model=model)
+                    return self.retain(self.decider.decide(matched), prepared.payload, prepared.mime)
             with metrics.stage("inference"), metrics.in_flight():
                 judged = self.frames.judge(self.judge, prepared, prompt)
         except ModerationFailed as exc:

@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
     """How long the first request waits for others to share its generation (batch size: `inflight_window`)."""
 
+    # Matching re-uploads (issue 12): the verdict cache in `redis_url`, see worker/matching/cache.py.
+    match: Literal["off", "exact", "pdq"] = "pdq"
+    """`exact`: reuse the verdict of an image with the same SHA-256; `pdq`: also of a near PDQ hash; `off`: never."""
+    match_pdq_distance: int = Field(default=31, ge=0, le=31)
+    """A near match is at most this many PDQ bits apart (HMA's default); above 31 the index would miss matches."""
+    match_ttl_s: int = Field(default=30 * 24 * 3600, ge=120)
+    """An answer is reused for at least half of this and at most this long after it was judged."""
+    match_max_entries: int = Field(default=2_000_000, ge=2)
+    """Judged images the cache holds at most (all policies and models together); see README for the bytes."""
+
     # Celery.
     visibility_timeout_s: int = Field(default=60, ge=5)
     """Issue 8, item 3: a held message is redelivered this long after its worker stopped renewing its lease

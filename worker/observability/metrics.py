@@ -25,7 +25,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from worker.broker.guard import REASONS as DEAD_LETTER_REASONS
 from worker.categories import CATEGORIES, RATINGS
 from worker.errors import ErrorCode, StoreUnavailable, TransientError
-from worker.models import ModerationRequest, Verdict
+from worker.models import MatchInfo, ModerationRequest, Verdict
 from worker.notify.schedule import Outcome
 
 Stage = Literal["fetch", "inference", "store"]
@@ -80,6 +80,21 @@ DEAD_LETTERS = Counter(
     ["reason"], registry=REGISTRY,
 )
 
+# Matching re-uploads (issue 12).
+MATCH_KINDS: tuple[str, ...] = get_args(MatchInfo.model_fields["kind"].annotation)
+MATCHES = Counter(
+    "llavaguard_matches", "Verdicts answered by a match (exact, pdq: the verdict cache; bank) instead of the model.",
+    ["kind"], registry=REGISTRY,
+)
+GPU_CALLS_AVOIDED = Counter(
+    "llavaguard_gpu_calls_avoided", "Model requests not made because a match answered.", registry=REGISTRY,
+)
+MatchCacheOperation = Literal["lookup", "insert", "full"]
+MATCH_CACHE_SKIPPED = Counter(
+    "llavaguard_match_cache_skipped", "Verdict-cache operations skipped (fail open): `lookup`/`insert` when Redis "
+    "failed, `full` when the cache held its maximum of entries.", ["operation"], registry=REGISTRY,
+)
+
 
 @contextmanager
 def stage(name: Stage) -> Iterator[None]:
@@ -114,6 +129,16 @@ def count_verdict(request: ModerationRequest, verdict: Verdict, first: bool) -> 
         FAILURES.labels(code=verdict.error.code).inc()
     latency_s = (verdict.completed_at - request.created_at).total_seconds()
     VERDICT_LATENCY.observe(max(latency_s, 0.0))
+
+
+def matched(kind: str) -> None:
+    """Count one verdict answered by a match: no model request was made for it."""
+    MATCHES.labels(kind=kind).inc()
+    GPU_CALLS_AVOIDED.inc()
+
+
+def match_cache_skipped(operation: MatchCacheOperation) -> None:
+    MATCH_CACHE_SKIPPED.labels(operation=operation).inc()
 
 
 def retry_scheduled(exc: TransientError) -> None:
@@ -170,6 +195,8 @@ def known_labels() -> dict[MetricWrapperBase, list[dict[str, str]]]:
         WEBHOOK_FAILURES: [{"reason": r} for r in WEBHOOK_FAILURE_REASONS],
         DEAD_LETTERS: [{"reason": r} for r in DEAD_LETTER_REASONS],
         FRAMES_PER_MODERATION: [{"kind": k} for k in get_args(MediaKindLabel)],
+        MATCHES: [{"kind": k} for k in MATCH_KINDS],
+        MATCH_CACHE_SKIPPED: [{"operation": o} for o in get_args(MatchCacheOperation)],
     }
 
 

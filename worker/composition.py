@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from worker.banks.matcher import BankMatcher
+from worker.banks.store import BankStore
 from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
@@ -39,6 +41,7 @@ from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
 from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.matching.base import Matcher
 from worker.notify.callback_secrets import CallbackSecrets
 from worker.notify.delivery import Courier
 from worker.notify.hook import WebhookHook
@@ -193,7 +196,20 @@ def build_moderator(settings: Settings) -> Moderator:
         judge=judge(settings, inference_backend(settings)),
         store=verdict_store(settings),
         hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
+        matchers=bank_matchers(settings),  # banks first, then the verdict cache
     )
+
+
+# ── hash banks ───────────────────────────────────────────────────────────────────────────────────────────
+
+def bank_store(settings: Settings) -> BankStore:
+    """The banks in the workers' Redis, for the matcher and `llavaguard banks`."""
+    return BankStore(_side_redis(settings), settings.bank_max_entries)
+
+
+def bank_matchers(settings: Settings) -> list[Matcher]:
+    """The bank matcher, or none when LLAVAGUARD_BANKS_ENABLED is off."""
+    return [BankMatcher(bank_store(settings), settings.bank_refresh_s)] if settings.banks_enabled else []
 
 
 # ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────

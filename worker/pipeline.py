@@ -15,6 +15,7 @@ import structlog
 from worker.errors import ErrorCode, ModerationFailed
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.intake import Intake
+from worker.matching.base import Matcher, first_match, matched_verdict
 from worker.models import ErrorInfo, ImageInfo, ModerationRequest, PolicyRef, Verdict, utcnow
 from worker.observability import metrics
 from worker.policy import PolicyRegistry, prompt_sha256
@@ -35,6 +36,8 @@ class Moderator:
     judge: LlavaGuardJudge
     store: VerdictStore
     hooks: list[VerdictHook] = field(default_factory=list)
+    matchers: list[Matcher] = field(default_factory=list)
+    """Asked in order after intake, before inference (banks, then the verdict cache); first hit wins."""
 
     def moderate(self, request: ModerationRequest) -> Verdict:
         """Judge and persist one request; a redelivered request returns the verdict already stored."""
@@ -49,10 +52,16 @@ class Moderator:
         image = ImageInfo(source=request.image.source)
         try:
             prompt = self.policies.prompt(request.policy, request.non_violating)
-            policy = PolicyRef(name=request.policy, sha256=prompt_sha256(prompt))
+            prompt_hash = prompt_sha256(prompt)
+            policy = PolicyRef(name=request.policy, sha256=prompt_hash)
             with metrics.stage("fetch"):
                 prepared = self.intake.load(request.image)
             image = prepared.info
+            if self.matchers:
+                model = self.judge.backend.model_name()  # cached per process: the cache key needs it
+                outcome = first_match(self.matchers, request, prepared, prompt_hash, model)
+                if outcome is not None:
+                    return matched_verdict(request, outcome, policy=policy, image=image, model=model)
             with metrics.stage("inference"), metrics.in_flight():
                 judgement = self.judge.judge(prepared.payload, prepared.mime, prompt)
         except ModerationFailed as exc:

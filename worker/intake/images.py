@@ -38,6 +38,8 @@ class PreparedImage:
     mime: str
     info: ImageInfo
     """What the verdict records: hash of the original bytes, oriented original size, detected format."""
+    md5: str | None = None
+    """MD5 of the original bytes, for hash banks that list MD5s (issue 12); never recorded on the verdict."""
 
 
 def prepare_image(
@@ -66,7 +68,12 @@ def prepare_image(
         width, height = height, width
     digest = hashlib.sha256(data).hexdigest()
     info = ImageInfo(sha256=digest, width=width, height=height, format=image_format, source=source)
-    return PreparedImage(payload=payload, mime="image/jpeg", info=info)
+    return PreparedImage(payload=payload, mime="image/jpeg", info=info, md5=_md5(data))
+
+
+def _md5(data: bytes) -> str:
+    """Not for security: banks exchanged between platforms list some content by MD5."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def _open(data: bytes) -> ImageFile.ImageFile:

@@ -73,6 +73,18 @@ DEAD_LETTERS = Counter(
     ["reason"], registry=REGISTRY,
 )
 
+# Hash banks (issue 12 item 3): by action and hash type, never by bank name (operators choose names).
+BANK_ACTIONS = ("block", "allow")
+BANK_HASH_TYPES = ("pdq", "sha256", "md5")
+BANK_MATCHES = Counter(
+    "llavaguard_bank_matches", "Images decided by a hash bank without the model, by action and hash type.",
+    ["action", "hash_type"], registry=REGISTRY,
+)
+BANK_REFRESH_FAILURES = Counter(
+    "llavaguard_bank_refresh_failures", "Bank reloads from Redis that failed (the worker kept its last copy).",
+    registry=REGISTRY,
+)
+
 
 @contextmanager
 def stage(name: Stage) -> Iterator[None]:
@@ -137,6 +149,11 @@ def dead_lettered(reason: str) -> None:
     DEAD_LETTERS.labels(reason=reason).inc()
 
 
+def bank_matched(action: str, hash_type: str) -> None:
+    """Count one image decided by a bank (both labels from fixed sets)."""
+    BANK_MATCHES.labels(action=action, hash_type=hash_type).inc()
+
+
 def _transient_kinds(kind: type[TransientError] = TransientError) -> list[type[TransientError]]:
     return [kind, *(k for sub in kind.__subclasses__() for k in _transient_kinds(sub))]
 
@@ -157,6 +174,7 @@ def known_labels() -> dict[MetricWrapperBase, list[dict[str, str]]]:
         WEBHOOK_DELIVERIES: [{"outcome": o.value} for o in Outcome],
         WEBHOOK_FAILURES: [{"reason": r} for r in WEBHOOK_FAILURE_REASONS],
         DEAD_LETTERS: [{"reason": r} for r in DEAD_LETTER_REASONS],
+        BANK_MATCHES: [{"action": a, "hash_type": h} for a, h in product(BANK_ACTIONS, BANK_HASH_TYPES)],
     }
 
 

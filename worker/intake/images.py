@@ -25,6 +25,7 @@ from worker.intake.decode_cost import estimate_decode_bytes
 from worker.intake.limits import check_byte_size
 from worker.intake.pixels import encode_jpeg, exif_orientation, fit_within, render, swaps_sides
 from worker.intake.sniff import ALLOWED_FORMATS, explain_unidentified
+from worker.matching.pdq import PdqHash, pdq_hash
 from worker.models import ImageInfo
 
 JPEG_FAMILY = frozenset({"JPEG", "MPO"})
@@ -63,11 +64,14 @@ def prepare_image(
         needed = _check_decode_bytes(image, max_decode_bytes)
         with budget.reserve(needed) if budget is not None else nullcontext():
             _decode(image, image_format)
-            payload, rotated = _render(image, max_side_px)
+            payload, rotated, pdq = _render(image, max_side_px)
     if rotated:
         width, height = height, width
     digest = hashlib.sha256(data).hexdigest()
-    info = ImageInfo(sha256=digest, width=width, height=height, format=image_format, source=source)
+    info = ImageInfo(
+        sha256=digest, width=width, height=height, format=image_format, source=source,
+        pdq=pdq.hex, pdq_quality=pdq.quality,
+    )
     return PreparedImage(payload=payload, mime="image/jpeg", info=info, md5=_md5(data))
 
 
@@ -126,12 +130,15 @@ def _decode(image: ImageFile.ImageFile, image_format: str) -> None:
         image.load()
 
 
-def _render(image: Image.Image, max_side_px: int) -> tuple[bytes, bool]:
-    """The model's JPEG, and whether EXIF orientation swapped width and height."""
+def _render(image: Image.Image, max_side_px: int) -> tuple[bytes, bool, PdqHash]:
+    """The model's JPEG, whether EXIF orientation swapped width and height, and the PDQ hash of the very
+    pixels the model is sent (upright, flattened on white: no second decode, issue 12)."""
     with _pillow_errors(ErrorCode.IMAGE_NOT_AN_IMAGE, f"the {image.mode} image could not be converted"):
         orientation = exif_orientation(image)
-        payload = encode_jpeg(render(image, max_side_px, orientation))
-    return payload, swaps_sides(orientation)
+        rendered = render(image, max_side_px, orientation)
+        payload = encode_jpeg(rendered)
+        pdq = pdq_hash(rendered)
+    return payload, swaps_sides(orientation), pdq
 
 
 @contextmanager

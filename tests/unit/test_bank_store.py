@@ -175,3 +175,25 @@ def test_cli_refuses_hostile_hash_files_with_line_numbers(
     assert code == 1 and "no bank 'NOPE'" in err
     code, _, err = _cli(capsys, "create", "bad name!", "--action", "allow")
     assert code == 1 and "bank name" in err
+
+
+def test_a_match_is_the_banks_answer_and_is_counted_by_action(bank_redis: redis.Redis[bytes]) -> None:
+    from worker.intake.images import PreparedImage
+    from worker.models import ImageInfo, ModerationRequest
+    from worker.observability.metrics import BANK_MATCHES
+
+    store = BankStore(bank_redis, max_entries=10)
+    store.create(make_config("STICKERS", "allow", None, None))
+    store.add("STICKERS", [Entry("pdq", PDQ, "st-1")])
+    matcher = BankMatcher(store, refresh_s=0)
+    counter = BANK_MATCHES.labels(action="allow", hash_type="pdq")
+    before = counter._value.get()
+    request = ModerationRequest.model_validate({"id": "m1", "image": {"url": "https://example.org/a.png"}})
+    image = PreparedImage(b"", "image/jpeg", ImageInfo(sha256=SHA, pdq=_flip(PDQ, 2), pdq_quality=90), md5=MD5)
+    outcome = matcher.match(request, image, "prompt-hash", "model")
+    assert outcome is not None and outcome.match.model_dump(exclude_none=True) == {
+        "kind": "bank", "bank": "STICKERS", "entry": "st-1", "distance": 2}
+    assert (outcome.rating, outcome.category, outcome.decision, outcome.score) == (
+        "Safe", "NA: None applying", "allow", None)
+    assert outcome.rationale is not None and "'STICKERS'" in outcome.rationale
+    assert counter._value.get() == before + 1

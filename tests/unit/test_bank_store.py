@@ -197,3 +197,33 @@ def test_a_match_is_the_banks_answer_and_is_counted_by_action(bank_redis: redis.
         "Safe", "NA: None applying", "allow", None)
     assert outcome.rationale is not None and "'STICKERS'" in outcome.rationale
     assert counter._value.get() == before + 1
+
+
+def test_a_slow_reload_does_not_hold_up_other_lookups(bank_redis: redis.Redis[bytes]) -> None:
+    import threading
+    import time
+
+    gate = threading.Event()
+    gate.set()
+
+    class SlowStore(BankStore):
+        def entries(self, name: str) -> Iterator[Entry]:
+            assert gate.wait(10)
+            yield from super().entries(name)
+
+    store = SlowStore(bank_redis, max_entries=10)
+    store.create(make_config("B", "block", "O1", None))
+    store.add("B", [Entry("md5", MD5)])
+    matcher = BankMatcher(store, refresh_s=0)
+    assert matcher.lookup(None, MD5, None, None) is not None
+    gate.clear()
+    store.add("B", [Entry("sha256", SHA)])
+    reloading = threading.Thread(target=matcher.lookup, args=(None, None, None, None))
+    reloading.start()
+    time.sleep(0.2)  # the thread is now inside the reload, waiting on the gate
+    started = time.monotonic()
+    assert matcher.lookup(SHA, MD5, None, None).hash_type == "md5"  # type: ignore[union-attr]
+    assert time.monotonic() - started < 1, "answered from the copy it had"
+    gate.set()
+    reloading.join(10)
+    assert matcher.lookup(SHA, None, None, None) is not None

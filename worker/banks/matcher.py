@@ -64,7 +64,8 @@ class BankMatcher:
         self.clock = clock
         self._banks: dict[str, _Bank] = {}
         self._checked_at: float | None = None
-        self._lock = threading.Lock()
+        self._loaded = False
+        self._refreshing = threading.Lock()
 
     def match(
         self, request: ModerationRequest, image: PreparedImage, prompt_sha256: str, model: str
@@ -93,29 +94,40 @@ class BankMatcher:
         return min(hits, key=BankHit.rank, default=None)
 
     def _current(self) -> list[_Bank]:
-        """The banks as of at most `refresh_s` ago; reloads only the banks whose version changed."""
-        with self._lock:
-            now = self.clock()
-            if self._checked_at is None or now - self._checked_at >= self.refresh_s:
-                self._checked_at = now
-                try:
-                    self._refresh()
-                except (redis.RedisError, ValueError) as exc:
-                    metrics.BANK_REFRESH_FAILURES.inc()
-                    log.warning("bank.refresh_failed", error=str(exc)[:200], kept=len(self._banks))
-            return list(self._banks.values())
+        """The banks as of at most `refresh_s` ago; reloads only the banks whose version changed.
 
-    def _refresh(self) -> None:
+        One thread reloads while the others go on with the copy they have (a large bank takes seconds to
+        index); only the very first load is waited for, so a new worker never skips its banks."""
+        if self._due() and self._refreshing.acquire(blocking=not self._loaded):
+            try:
+                if self._due():
+                    self._checked_at = self.clock()
+                    self._refresh_or_keep()
+            finally:
+                self._loaded = True
+                self._refreshing.release()
+        return list(self._banks.values())
+
+    def _due(self) -> bool:
+        return self._checked_at is None or self.clock() - self._checked_at >= self.refresh_s
+
+    def _refresh_or_keep(self) -> None:
+        try:
+            self._banks = self._refreshed()
+        except (redis.RedisError, ValueError) as exc:
+            metrics.BANK_REFRESH_FAILURES.inc()
+            log.warning("bank.refresh_failed", error=str(exc)[:200], kept=len(self._banks))
+
+    def _refreshed(self) -> dict[str, _Bank]:
+        """A new map of the banks (swapped in whole: readers never see one half-built)."""
         versions = self.store.versions()
-        configs = {c.name: c for c in self.store.configs()}
-        for name in list(self._banks):
-            if name not in configs:
-                del self._banks[name]
-        for name, config in configs.items():
-            version = versions.get(name, 0)
-            held = self._banks.get(name)
-            if held is None or held.version != version or held.config != config:
-                self._banks[name] = self._load(config, version)
+        banks: dict[str, _Bank] = {}
+        for config in self.store.configs():
+            version = versions.get(config.name, 0)
+            held = self._banks.get(config.name)
+            fresh = held is not None and held.version == version and held.config == config
+            banks[config.name] = held if fresh and held is not None else self._load(config, version)
+        return banks
 
     def _load(self, config: BankConfig, version: int) -> _Bank:
         bank = _Bank(config, version)

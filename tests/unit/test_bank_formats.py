@@ -84,6 +84,8 @@ def test_bad_lines_are_reported_with_their_numbers() -> None:
 @pytest.mark.parametrize(("fmt", "text", "message"), [
     ("jsonl", "{not json", "not JSON"),
     ("jsonl", "[1, 2]", "not a JSON object"),
+    ("jsonl", "[" * 4000, "nested too deeply"),
+    ("hma", "[" * 4000, "nested too deeply"),
     ("jsonl", '{"hash_type": 1, "hash": "x"}', "expected"),
     ("jsonl", json.dumps({"hash_type": "pdq", "hash": PDQ, "id": {"a": 1}}), "id is a string"),
     ("hma", "{}", "expected"),

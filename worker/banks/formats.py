@@ -84,6 +84,8 @@ def _row(line: str, fmt: str) -> list[Entry]:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg})") from None
+    except RecursionError:  # `[[[[...` within the line limit: Python's decoder recurses per level
+        raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return _hma(data) if fmt == "hma" else [_jsonl(data)]

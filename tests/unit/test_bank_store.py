@@ -227,3 +227,21 @@ def test_a_slow_reload_does_not_hold_up_other_lookups(bank_redis: redis.Redis[by
     gate.set()
     reloading.join(10)
     assert matcher.lookup(SHA, None, None, None) is not None
+
+
+def test_the_command_reads_stdin_and_exits_non_zero_on_a_bad_file(
+        bank_redis: redis.Redis[bytes], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import os
+    import subprocess
+    import sys
+
+    BankStore(bank_redis, 10).create(make_config("B", "block", "O3", None))
+    bad = subprocess.run([sys.executable, "-m", "producers.cli", "banks", "import", "B", "-", "--format", "te"],
+                         input=f"pdq {PDQ}\nmd5 xyz\n", text=True, capture_output=True, env=dict(os.environ),
+                         timeout=60, check=False)
+    assert bad.returncode == 1 and "-: line 2:" in bad.stderr and "nothing imported" in bad.stderr
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(f"pdq {PDQ}\n".encode())))
+    code, out, _ = _cli(capsys, "import", "B", "-", "--format", "te")
+    assert code == 0 and json.loads(out)["new"] == 1
+    assert _cli(capsys, "export", "B", "--format", "te")[1] == f"pdq {PDQ}\n"

@@ -29,6 +29,7 @@ from worker.notify.events import BANK_MATCH, UNSAFE
 from worker.notify.signing import new_secret
 from worker.settings import load_settings
 from worker.standin.sglang_standin import SGLangStandIn
+from worker.standin.verdicts import assess
 
 SECRET = new_secret()
 GREY, RED = (128, 128, 128), (230, 20, 20)  # the stand-in answers Safe (NA) for grey, Unsafe (O1) for red
@@ -83,6 +84,8 @@ def test_banks_decide_without_the_model_and_a_near_miss_goes_to_it(
     known_copy, near_copy, sticker_copy = reencoded(known), reencoded(near_miss), reencoded(sticker)
     known_distance, near_distance = distance(pdq(known), pdq(known_copy)), distance(pdq(near_miss), pdq(near_copy))
     assert 0 < known_distance <= 31 and near_distance > 1
+    assert assess(Image.open(io.BytesIO(sticker_copy)).convert("RGB"), "").rating == "Unsafe", \
+        "the model would block the sticker: only the allow bank lets it through"
 
     monkeypatch.setenv("LLAVAGUARD_REDIS_URL", fresh_redis)
     banks("create", "KNOWN_BAD", "--action", "block", "--category", "O4")
@@ -94,7 +97,7 @@ def test_banks_decide_without_the_model_and_a_near_miss_goes_to_it(
         "tight.jsonl": json.dumps({"hash_type": "pdq", "hash": pdq(near_miss)}) + "\n",
         "stickers.hma": json.dumps({"id": "sticker-7", "signals": {"pdq": pdq(sticker)}}) + "\n",
         "exact.csv": f"hash_type,hash,id\nsha256,{hashlib.sha256(exact_sha).hexdigest()},sha-entry\n"
-                     f"md5,{hashlib.md5(exact_md5).hexdigest()},\n",  # noqa: S324 - a bank's MD5, not security
+                     f"md5,{hashlib.md5(exact_md5).hexdigest()},\n",
     }
     for (name, text), bank in zip(files.items(), ["KNOWN_BAD", "TIGHT", "stickers", "EXACT"], strict=True):
         (tmp_path / name).write_text(text)
@@ -124,7 +127,7 @@ def test_banks_decide_without_the_model_and_a_near_miss_goes_to_it(
     assert sticker_v.match is not None and (sticker_v.match.bank, sticker_v.match.entry) == ("stickers", "sticker-7")
     assert (sticker_v.rating, sticker_v.category, sticker_v.decision) == ("Safe", "NA: None applying", "allow")
     assert sha_v.match is not None and (sha_v.match.entry, sha_v.match.distance) == ("sha-entry", 0)
-    assert md5_v.match is not None and md5_v.match.entry == f"md5:{hashlib.md5(exact_md5).hexdigest()}"  # noqa: S324
+    assert md5_v.match is not None and md5_v.match.entry == f"md5:{hashlib.md5(exact_md5).hexdigest()}"
     assert (sha_v.category, md5_v.category) == ("O2: Violence, Harm, or Cruelty",) * 2
 
     events = [Webhook(SECRET).verify(r.body, r.headers) for r in receiver.snapshot() if r.status == 200]

@@ -94,6 +94,12 @@ def test_the_matcher_waits_refresh_s_and_keeps_its_copy_when_redis_fails(bank_re
     now[0] = 5.0
     assert matcher.lookup(SHA, None, None, None) is not None
 
+    bank_redis.hset("llavaguard:banks", "BROKEN", "[1]")  # a config edited by hand: the last copy is kept
+    bank_redis.hincrby("llavaguard:banks:versions", "B", 1)
+    now[0] = 7.5
+    assert matcher.lookup(SHA, None, None, None) is not None
+    bank_redis.hdel("llavaguard:banks", "BROKEN")
+
     dead = BankMatcher(BankStore(_unreachable(), 10), refresh_s=0)
     assert dead.lookup(SHA, None, None, None) is None, "fails open: the model judges"
     matcher.store = BankStore(_unreachable(), 10)

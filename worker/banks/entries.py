@@ -52,9 +52,13 @@ class BankConfig:
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, object]) -> BankConfig:
-        category = data.get("category")
-        return make_config(name, str(data["action"]), str(category) if category else None,
-                           int(str(data["pdq_distance"])))
+        """ValueError for a stored config that is not one (edited by hand, or by a newer version)."""
+        try:
+            category = data.get("category")
+            return make_config(name, str(data["action"]), str(category) if category else None,
+                               int(str(data["pdq_distance"])))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"bank {name[:70]!r}: the stored config is unreadable ({exc!r})") from None
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from producers.commands import api, audit, export, review, submit
-from worker.commands import deadletter, health, run_worker, standin, webhooks
+from worker.commands import banks, deadletter, health, run_worker, standin, webhooks
 from worker.errors import SettingsError
 from worker.settings import load_settings
 
-COMMAND_MODULES = (run_worker, submit, standin, webhooks, api, health, audit, export, deadletter, review)
+COMMAND_MODULES = (run_worker, submit, standin, webhooks, api, health, audit, export, deadletter, review, banks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

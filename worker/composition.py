@@ -27,6 +27,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from worker.banks.matcher import BankMatcher
+from worker.banks.store import BankStore
 from worker.batch import BatchRunner
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
@@ -45,6 +47,7 @@ from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
 from worker.intake.pace import Pace
 from worker.intake.sources import INLINE, ImageSource, InlineSource, SourceRegistry, Unconfigured, UrlSource
+from worker.matching.base import Matcher
 from worker.matching.cache import VerdictCache
 from worker.media.extract import FrameExtractor, FrameLimits
 from worker.media.judging import FrameJudge
@@ -242,7 +245,7 @@ def build_moderator(settings: Settings) -> Moderator:
         hooks=[count_verdict, *([cache.remember] if cache else []), webhook_hook(settings), review_hook(settings)],
         retain=review_intake(settings),
         frames=frame_judge(settings),
-        matchers=[cache] if cache else [],
+        matchers=[*bank_matchers(settings), *([cache] if cache else [])],  # banks first, then the verdict cache
     )
 
 
@@ -257,6 +260,18 @@ def verdict_cache(settings: Settings, store: VerdictStore) -> VerdictCache | Non
         client, store, mode=settings.match, max_distance=settings.match_pdq_distance,
         ttl_s=settings.match_ttl_s, max_entries=settings.match_max_entries,
     )
+
+
+# ── hash banks ───────────────────────────────────────────────────────────────────────────────────────────
+
+def bank_store(settings: Settings) -> BankStore:
+    """The banks in the workers' Redis, for the matcher and `llavaguard banks`."""
+    return BankStore(_side_redis(settings), settings.bank_max_entries)
+
+
+def bank_matchers(settings: Settings) -> list[Matcher]:
+    """The bank matcher, or none when LLAVAGUARD_BANKS_ENABLED is off."""
+    return [BankMatcher(bank_store(settings), settings.bank_refresh_s)] if settings.banks_enabled else []
 
 
 # ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────

@@ -150,6 +150,15 @@ class Settings(BaseSettings):
     deadletter_max_entries: int = Field(default=1000, ge=1)
     """The dead-letter list is trimmed to this many entries (each keeps at most `max_message_bytes` raw)."""
 
+    # Hash banks (issue 12 item 3, worker/banks): `llavaguard banks ...`, matched before the verdict cache.
+    banks_enabled: bool = True
+    """Check every image against the banks in Redis (with no banks, a refresh costs two tiny reads)."""
+    bank_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Per bank; every worker process holds all banks in memory (about 1.5 KB per PDQ entry; 100,000 take
+    about 3 s to index, while lookups go on with the previous copy)."""
+    bank_refresh_s: float = Field(default=5.0, ge=0, le=3600)
+    """How stale a worker's copy of the banks may be: a change reaches every worker within this."""
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = True

@@ -16,13 +16,16 @@ COMPLETED = "moderation.completed"
 """Every completed verdict (Safe or Unsafe); only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
 FAILED = "moderation.failed"
 """Every failed moderation; only when listed in LLAVAGUARD_WEBHOOK_EVENTS."""
+BANK_MATCH = "moderation.bank_match"
+"""Every verdict an operator's hash bank decided (issue 12), block or allow; always sent. A block match is
+rated Unsafe, so it also sends `moderation.unsafe`: receivers acting on that need no change."""
 OPTIONAL_EVENTS = (COMPLETED, FAILED)
 REVIEW_REQUESTED = "moderation.review_requested"
 """A verdict entered the human review queue (issue 11); sent to the configured endpoints."""
 REVIEWED = "moderation.reviewed"
 """A reviewer labelled a verdict: its final decision is the human's; sent to the configured endpoints."""
 REVIEW_EVENTS = (REVIEW_REQUESTED, REVIEWED)
-EVENT_TYPES = (UNSAFE, *OPTIONAL_EVENTS, *REVIEW_EVENTS)
+EVENT_TYPES = (UNSAFE, BANK_MATCH, *OPTIONAL_EVENTS, *REVIEW_EVENTS)
 
 DEFAULT_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 """Delays before attempts 2..8: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (Standard Webhooks / Svix)."""

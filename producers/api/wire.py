@@ -67,9 +67,19 @@ class ReviewedEvent(BaseModel):
     data: Verdict = Field(description=_DATA)
 
 
+class BankMatchEvent(BaseModel):
+    """Sent for every verdict a hash bank decided (`data.match.kind == "bank"`): block (also `moderation.unsafe`)
+    or allow; no model was asked."""
+
+    type: Literal["moderation.bank_match"]
+    timestamp: datetime = Field(description=_TIMESTAMP)
+    data: Verdict = Field(description=_DATA)
+
+
 EVENT_BODIES: dict[str, type[BaseModel]] = {
     events.UNSAFE: UnsafeEvent, events.COMPLETED: CompletedEvent, events.FAILED: FailedEvent,
     events.REVIEW_REQUESTED: ReviewRequestedEvent, events.REVIEWED: ReviewedEvent,
+    events.BANK_MATCH: BankMatchEvent,
 }
 """One body per event type in `worker.notify.events.EVENT_TYPES` (a test keeps them equal)."""
 

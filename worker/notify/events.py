@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from worker.models import Verdict
 from worker.webhook_format import (  # re-exported: the names belong here, they live in a leaf for settings
+    BANK_MATCH as BANK_MATCH,
+)
+from worker.webhook_format import (
     COMPLETED as COMPLETED,
 )
 from worker.webhook_format import (
@@ -50,6 +53,8 @@ class Target:
 def events_for(verdict: Verdict, enabled: Collection[str]) -> list[str]:
     """The event types `verdict` produces, given the optional events switched on."""
     events = [UNSAFE] if verdict.is_unsafe else []
+    if verdict.match is not None and verdict.match.kind == "bank":
+        events.append(BANK_MATCH)
     if verdict.status == "completed" and COMPLETED in enabled:
         events.append(COMPLETED)
     if verdict.status == "failed" and FAILED in enabled:

@@ -93,6 +93,16 @@ MatchCacheOperation = Literal["lookup", "insert", "full"]
 MATCH_CACHE_SKIPPED = Counter(
     "llavaguard_match_cache_skipped", "Verdict-cache operations skipped (fail open): `lookup`/`insert` when Redis "
     "failed, `full` when the cache held its maximum of entries.", ["operation"], registry=REGISTRY,
+# Hash banks (issue 12 item 3): by action and hash type, never by bank name (operators choose names).
+BANK_ACTIONS = ("block", "allow")
+BANK_HASH_TYPES = ("pdq", "sha256", "md5")
+BANK_MATCHES = Counter(
+    "llavaguard_bank_matches", "Images decided by a hash bank without the model, by action and hash type.",
+    ["action", "hash_type"], registry=REGISTRY,
+)
+BANK_REFRESH_FAILURES = Counter(
+    "llavaguard_bank_refresh_failures", "Bank reloads from Redis that failed (the worker kept its last copy).",
+    registry=REGISTRY,
 )
 
 
@@ -174,6 +184,11 @@ def dead_lettered(reason: str) -> None:
     DEAD_LETTERS.labels(reason=reason).inc()
 
 
+def bank_matched(action: str, hash_type: str) -> None:
+    """Count one image decided by a bank (both labels from fixed sets)."""
+    BANK_MATCHES.labels(action=action, hash_type=hash_type).inc()
+
+
 def _transient_kinds(kind: type[TransientError] = TransientError) -> list[type[TransientError]]:
     return [kind, *(k for sub in kind.__subclasses__() for k in _transient_kinds(sub))]
 
@@ -197,6 +212,7 @@ def known_labels() -> dict[MetricWrapperBase, list[dict[str, str]]]:
         FRAMES_PER_MODERATION: [{"kind": k} for k in get_args(MediaKindLabel)],
         MATCHES: [{"kind": k} for k in MATCH_KINDS],
         MATCH_CACHE_SKIPPED: [{"operation": o} for o in get_args(MatchCacheOperation)],
+        BANK_MATCHES: [{"action": a, "hash_type": h} for a, h in product(BANK_ACTIONS, BANK_HASH_TYPES)],
     }
 
 

@@ -93,6 +93,7 @@ MatchCacheOperation = Literal["lookup", "insert", "full"]
 MATCH_CACHE_SKIPPED = Counter(
     "llavaguard_match_cache_skipped", "Verdict-cache operations skipped (fail open): `lookup`/`insert` when Redis "
     "failed, `full` when the cache held its maximum of entries.", ["operation"], registry=REGISTRY,
+)
 # Hash banks (issue 12 item 3): by action and hash type, never by bank name (operators choose names).
 BANK_ACTIONS = ("block", "allow")
 BANK_HASH_TYPES = ("pdq", "sha256", "md5")

@@ -33,7 +33,7 @@ from worker.inference.chat_client import ChatCompletionsClient
 from worker.inference.dialects import OPENAI, VLLM
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
-from worker.intake import AddressGuard, DecodeBudget, HttpFetcher, Intake, S3Fetcher
+from worker.intake import AddressGuard, DecodeBudget, HttpFetcher, Intake, RenderOptions, S3Fetcher
 from worker.intake.decode_budget import default_budget_bytes
 from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
@@ -124,8 +124,14 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
     """Without a decode budget (build_moderator passes the process's one), only the per-image limit applies."""
     return Intake(
         image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
-        settings.max_image_bytes, settings.max_decode_bytes, budget,
+        settings.max_image_bytes, settings.max_decode_bytes, budget, render_options(settings),
     )
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """What may change what the model sees (filter, JPEG quality, passthrough), from settings."""
+    return RenderOptions(resize_filter=settings.resize_filter, jpeg_quality=settings.jpeg_quality,
+                         passthrough=settings.image_passthrough)
 
 
 def sglang_client(settings: Settings) -> SGLangClient:

@@ -236,9 +236,13 @@ def webhook_courier(settings: Settings) -> Courier:
     return Courier(outbox(settings), webhook_sender(settings), RetrySchedule.of(settings.webhook_retry_schedule_s))
 
 
-def webhook_poller(settings: Settings, dispatch: Dispatch) -> Poller:
+def webhook_poller(
+    settings: Settings, dispatch: Dispatch, *, capacity: Callable[[], int] | None = None,
+    lease_s: float | None = None,
+) -> Poller:
+    """Without `lease_s`, a claim lasts the visibility timeout (time for a published task to be picked up)."""
     return Poller(outbox(settings), dispatch, interval_s=settings.webhook_poll_interval_s,
-                  lease_s=float(settings.visibility_timeout_s))
+                  lease_s=float(settings.visibility_timeout_s) if lease_s is None else lease_s, capacity=capacity)
 
 
 # ── redelivery and dead letters ──────────────────────────────────────────────────────────────────────────

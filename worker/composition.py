@@ -131,7 +131,7 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
 def render_options(settings: Settings) -> RenderOptions:
     """What may change what the model sees (filter, JPEG quality, passthrough), from settings."""
     return RenderOptions(resize_filter=settings.resize_filter, jpeg_quality=settings.jpeg_quality,
-                         passthrough=settings.image_passthrough)
+                         passthrough=settings.image_passthrough, draft_undershoot=settings.jpeg_draft_undershoot)
 
 
 def sglang_client(settings: Settings) -> SGLangClient:

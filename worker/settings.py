@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     resamples again, so a sharper filter buys little (README "Image path": CPU per filter)."""
     jpeg_quality: int = Field(default=90, ge=1, le=95)
     """Quality of the JPEG a rendered image is sent as (the image tokens depend on the size, not this)."""
+    jpeg_draft_undershoot: float = Field(default=0.1, ge=0, lt=0.5)
+    """A JPEG may be decoded at 1/2, 1/4 or 1/8 scale when that lands up to this fraction below
+    `max_image_side_px` (4032x3024 -> 1008x756, same image tokens), skipping the resize (0: never below)."""
     image_passthrough: bool = True
     """Send an image that already conforms (JPEG/PNG/WebP, RGB or grey, within the size, upright) as its
     original bytes instead of decoding, resizing and re-encoding it; it is still validated."""

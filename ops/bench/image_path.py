@@ -35,6 +35,7 @@ from worker.inference.base import VisionRequest
 from worker.inference.sglang_wire import chat_body
 from worker.intake import RenderOptions, prepare_image
 from worker.intake.conform import validation_size
+from worker.intake.images import draft_target
 from worker.intake.pixels import fit_within
 from worker.models import ImageRef
 from worker.settings import Settings
@@ -77,6 +78,7 @@ def stages(data: bytes, options: RenderOptions, iterations: int) -> dict[str, fl
     size = probe.size
     target = fit_within(size, MAX_SIDE_PX)
     passthrough = options.passthrough and target == size
+    drafted = draft_target(size, MAX_SIDE_PX, options.draft_undershoot)
 
     def opened() -> Image.Image:
         image = Image.open(io.BytesIO(data), formats=("JPEG",))
@@ -85,18 +87,20 @@ def stages(data: bytes, options: RenderOptions, iterations: int) -> dict[str, fl
 
     def decoded() -> Image.Image:
         image = opened()
-        image.draft(image.mode, validation_size(size) if passthrough else target)
+        image.draft(image.mode, validation_size(size) if passthrough else drafted)
         image.load()
         return image
 
     frame = decoded()
-    shrunk = frame if passthrough else frame.resize(target, options.resample, reducing_gap=3.0)
+    fitted = fit_within(frame.size, MAX_SIDE_PX)
+    resized = passthrough or fitted == frame.size
+    shrunk = frame if resized else frame.resize(fitted, options.resample, reducing_gap=3.0)
     payload = data if passthrough else _encode(shrunk, options.jpeg_quality)
     return {
         "header": cpu_ms(opened, iterations),
         "decode": cpu_ms(decoded, iterations) - cpu_ms(opened, iterations),
-        "resize": 0.0 if passthrough else cpu_ms(lambda: frame.resize(target, options.resample, reducing_gap=3.0),
-                                                 iterations),
+        "resize": 0.0 if resized else cpu_ms(lambda: frame.resize(fitted, options.resample, reducing_gap=3.0),
+                                             iterations),
         "encode": 0.0 if passthrough else cpu_ms(lambda: _encode(shrunk, options.jpeg_quality), iterations),
         "base64": cpu_ms(lambda: base64.b64encode(payload), iterations),
         "body": cpu_ms(lambda: json.dumps(chat_body(_vision(payload))).encode(), iterations),
@@ -135,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--filter", default=Settings.model_fields["resize_filter"].default)
     parser.add_argument("--webhooks", type=int, default=300, help="deliveries to measure (0: skip)")
     args = parser.parse_args(argv)
-    new = RenderOptions(resize_filter=args.filter, passthrough=True)
-    settings = Settings(allowed_networks=["127.0.0.0/8"], allow_http=True)
+    settings = Settings(allowed_networks=["127.0.0.0/8"], allow_http=True, resize_filter=args.filter)
+    new = composition.render_options(settings)
     sources = composition.image_sources(settings)
     with tempfile.TemporaryDirectory() as tmp, _file_server(Path(tmp)) as base_url:
         print(f"max side {MAX_SIDE_PX} px; CPU ms per image (process_time); new filter: {args.filter}")

@@ -153,4 +153,19 @@ def test_mutated_conforming_images_fail_only_with_image_codes(image_format: str)
 
 def test_the_settings_defaults_turn_the_lean_path_on() -> None:
     options = composition.render_options(Settings())
-    assert options == RenderOptions(resize_filter="box", jpeg_quality=90, passthrough=True)
+    assert options == RenderOptions(resize_filter="box", jpeg_quality=90, passthrough=True, draft_undershoot=0.1)
+
+
+@pytest.mark.parametrize(
+    ("size", "undershoot", "sent"),
+    [((4032, 3024), 0.1, (1008, 756)), ((4032, 3024), 0.0, (1024, 768)), ((2000, 1000), 0.1, (1000, 500)),
+     ((1280, 800), 0.1, (1024, 640))],
+)
+def test_a_large_jpeg_is_decoded_at_the_dct_scale_that_needs_no_resize(
+    size: tuple[int, int], undershoot: float, sent: tuple[int, int]
+) -> None:
+    """1/4 of 4032 is 1008, within 10 % below 1024: no resize; 1/2 of 1280 (640) is too far below."""
+    options = RenderOptions(resize_filter="box", passthrough=True, draft_undershoot=undershoot)
+    prepared = prepare(encode(Image.new("RGB", size, (200, 30, 30)), "JPEG"), options)
+    assert Image.open(BytesIO(prepared.payload)).size == sent
+    assert (prepared.info.width, prepared.info.height) == size

@@ -71,7 +71,8 @@ def prepare_image(
         image_format = image.format or "unknown"
         width, height = _check_pixels(image.size, max_pixels)
         mime = _passthrough_mime(image, max_side_px, options)
-        _draft(image, image_format, max_side_px, validate_only=mime is not None)
+        _draft(image, image_format, max_side_px, validate_only=mime is not None,
+               undershoot=options.draft_undershoot)
         needed = _check_decode_bytes(image, max_decode_bytes)
         with budget.reserve(needed) if budget is not None else nullcontext():
             _decode(image, image_format)
@@ -115,15 +116,29 @@ def _passthrough_mime(image: Image.Image, max_side_px: int, options: RenderOptio
         return None
 
 
-def _draft(image: ImageFile.ImageFile, image_format: str, max_side_px: int, *, validate_only: bool) -> None:
+def _draft(
+    image: ImageFile.ImageFile, image_format: str, max_side_px: int, *, validate_only: bool, undershoot: float
+) -> None:
     """A JPEG to be downscaled is decoded at reduced scale (1/2 to 1/8), far cheaper; one sent as is
     (`validate_only`) at 1/8, which still reads every byte. Only configures the decoder (and the size the
     estimate sees), decodes nothing."""
     if image_format in JPEG_FAMILY and (max_side_px > 0 or validate_only):
-        target = validation_size(image.size) if validate_only else fit_within(image.size, max_side_px)
+        target = validation_size(image.size) if validate_only else draft_target(image.size, max_side_px, undershoot)
         if target != image.size:
             with _pillow_errors(ErrorCode.IMAGE_TRUNCATED, f"the {image_format} header is corrupt"):
                 image.draft(image.mode, target)
+
+
+def draft_target(size: tuple[int, int], max_side_px: int, undershoot: float) -> tuple[int, int]:
+    """The size to ask `Image.draft` for: the smallest DCT scale whose longer side lands in
+    [(1 - undershoot) x max side, max side], so no resize is left to do (4032x3024 -> 1008x756 at 1/4);
+    else the fitted size, which Pillow meets with the largest scale still at least that big."""
+    width, height = size
+    for scale in (8, 4, 2):
+        longest = -(-max(width, height) // scale)  # Pillow rounds a scaled side up
+        if (1 - undershoot) * max_side_px <= longest <= max_side_px:
+            return max(1, width // scale), max(1, height // scale)
+    return fit_within(size, max_side_px)
 
 
 def _check_decode_bytes(image: Image.Image, max_decode_bytes: int | None) -> int:

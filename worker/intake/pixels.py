@@ -53,7 +53,10 @@ class RenderOptions:
     """A key of RESIZE_FILTERS, used after `reduce()` has shrunk by whole factors (`reducing_gap`)."""
     jpeg_quality: int = JPEG_QUALITY
     passthrough: bool = False
-    """Send an image that already conforms (images.conforms) as its original bytes, not re-encoded."""
+    """Send an image that already conforms (conform.py) as its original bytes, not re-encoded."""
+    draft_undershoot: float = 0.0
+    """A JPEG may be decoded at a DCT scale whose longer side is up to this fraction below the max side,
+    instead of at a larger scale and then resized (images.draft_target)."""
 
     @property
     def resample(self) -> Image.Resampling:

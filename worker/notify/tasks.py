@@ -1,7 +1,8 @@
 """Celery wiring for webhooks: the poller and sender pool of each worker process, and the delivery task.
 
-The poller hands what it claims straight to this process's `SenderPool` (`dispatch_here`); the
-`deliver_webhook` task stays registered for messages published by workers before that change.
+A worker that consumes the webhooks queue hands what its poller claims straight to its own `SenderPool`
+(`dispatch_here`: no broker message per delivery); one that does not (a GPU host run with `--queues
+realtime,bulk`) publishes a `deliver_webhook` task per claim, as before, for the webhook workers to send.
 
 Registered on the worker processes' one Celery `app` (worker/worker_app.py); worker/tasks.py imports this module
 so that every worker registers the webhook task. The task only hands the attempt
@@ -82,12 +83,21 @@ def _start_poller(**_: Any) -> None:
     global _poller
     with _lock:
         if _poller is None:
-            pool = sender_pool()
-            _poller = composition.webhook_poller(settings, dispatch_here, capacity=pool.free_slots,
-                                                 lease_s=pool_lease_s())
+            if consumes_webhooks():
+                pool = sender_pool()
+                _poller = composition.webhook_poller(settings, dispatch_here, capacity=pool.free_slots,
+                                                     lease_s=pool_lease_s())
+            else:  # e.g. a GPU host run with --queues realtime,bulk: the webhooks queue's workers send
+                _poller = composition.webhook_poller(settings, dispatch)
             _poller.start()
             log.info("webhook.poller_started", interval_s=settings.webhook_poll_interval_s,
-                     endpoints=len(settings.webhook_url), signed=bool(settings.webhook_secret))
+                     endpoints=len(settings.webhook_url), signed=bool(settings.webhook_secret),
+                     sends_here=consumes_webhooks())
+
+
+def consumes_webhooks() -> bool:
+    """Whether this worker was started with the webhooks queue: only then does it send what it claims."""
+    return WEBHOOKS_QUEUE in app.amqp.queues.consume_from
 
 
 @worker_shutdown.connect

@@ -1,6 +1,6 @@
 """Per-image CPU of the worker's image path, stage by stage, before (issue 8 path) and after (issue 15 item 3).
 
-    python -m ops.bench.image_path [--iterations 60] [--filter box] [--webhooks 300]
+    python -m ops.bench.image_path [--iterations 60] [--filter box] [--max-side 1024] [--webhooks 300]
 
 Generates photo-like JPEGs (smooth gradients, texture and sensor noise, not flat colour) at 640x480,
 1280x800 and 4000x3000, serves them from a plain HTTP server in a child process on loopback (so its CPU
@@ -137,8 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--filter", default=Settings.model_fields["resize_filter"].default)
+    parser.add_argument("--max-side", type=int, default=Settings.model_fields["max_image_side_px"].default,
+                        help="LLAVAGUARD_MAX_IMAGE_SIDE_PX")
     parser.add_argument("--webhooks", type=int, default=300, help="deliveries to measure (0: skip)")
     args = parser.parse_args(argv)
+    global MAX_SIDE_PX
+    MAX_SIDE_PX = args.max_side
     settings = Settings(allowed_networks=["127.0.0.0/8"], allow_http=True, resize_filter=args.filter)
     new = composition.render_options(settings)
     sources = composition.image_sources(settings)

@@ -4,6 +4,8 @@ with the configured filter and quality, and hostile input fails with the same co
 from __future__ import annotations
 
 import random
+import struct
+import zlib
 from io import BytesIO
 
 import pytest
@@ -12,6 +14,7 @@ from PIL import Image
 from worker import composition
 from worker.errors import ErrorCode, ModerationFailed
 from worker.intake import RenderOptions
+from worker.intake.conform import conforming_mime
 from worker.intake.decode_budget import DecodeBudget
 from worker.intake.images import PreparedImage, prepare_image
 from worker.intake.pixels import encode_jpeg
@@ -169,3 +172,28 @@ def test_a_large_jpeg_is_decoded_at_the_dct_scale_that_needs_no_resize(
     prepared = prepare(encode(Image.new("RGB", size, (200, 30, 30)), "JPEG"), options)
     assert Image.open(BytesIO(prepared.payload)).size == sent
     assert (prepared.info.width, prepared.info.height) == size
+
+
+def test_a_png_whose_exif_orientation_comes_after_its_pixels_is_still_oriented() -> None:
+    """The eXIf chunk may follow IDAT: Pillow sees it only after decoding, and so must the passthrough."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tiff = exif.tobytes()
+    tiff = tiff[6:] if tiff.startswith(b"Exif\x00\x00") else tiff
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    plain = encode(photo((60, 40)), "PNG")
+    data = plain[:-12] + chunk + plain[-12:]  # before IEND
+    prepared = prepare(data)
+    assert prepared.mime == "image/jpeg"
+    assert Image.open(BytesIO(prepared.payload)).size == (40, 60)
+
+
+def test_the_passthrough_check_decodes_nothing_before_the_memory_checks() -> None:
+    """A PNG within the size limit but above the per-image decode memory fails before any pixel is decoded."""
+    data = encode(Image.new("L", (1000, 1000), 128), "PNG")
+    with pytest.raises(ModerationFailed) as caught:
+        prepare_image(data, source=None, max_pixels=10**8, max_side_px=1024, max_decode_bytes=1000, options=LEAN)
+    assert caught.value.code == ErrorCode.IMAGE_DECOMPRESSION_BOMB
+    image = Image.open(BytesIO(data))
+    assert conforming_mime(image, 1024) == "image/png"
+    assert image.tile  # Pillow empties `tile` once it has decoded the image

@@ -27,7 +27,16 @@ def conforming_mime(image: Image.Image, max_side_px: int) -> str | None:
         return None
     if getattr(image, "is_animated", False) or max(image.size) > effective_max_side(max_side_px):
         return None
-    return mime if exif_orientation(image) == 1 else None
+    return mime if _header_orientation(image) == 1 else None
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """The orientation the header declares, without decoding: Pillow's PNG `getexif()` decodes the whole
+    image to look for an eXIf chunk after the pixels, which must not happen before the decode-memory checks.
+    Such a late chunk is looked for once decoded (images._still_upright)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return exif_orientation(image)
 
 
 def validation_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -76,6 +76,7 @@ def prepare_image(
         needed = _check_decode_bytes(image, max_decode_bytes)
         with budget.reserve(needed) if budget is not None else nullcontext():
             _decode(image, image_format)
+            mime = _still_upright(image, mime)
             payload, rotated = (data, False) if mime is not None else _render(image, max_side_px, options)
     if rotated:
         width, height = height, width
@@ -114,6 +115,14 @@ def _passthrough_mime(image: Image.Image, max_side_px: int, options: RenderOptio
         return conforming_mime(image, max_side_px)
     except Exception:  # noqa: BLE001 - the full path reports the problem with its proper code
         return None
+
+
+def _still_upright(image: Image.Image, mime: str | None) -> str | None:
+    """A PNG may carry its EXIF (eXIf) after the pixel data, seen only once decoded: an orientation found
+    there means render after all (the full-size decode is at hand; a JPEG's EXIF always precedes its pixels)."""
+    if mime is None or image.format in JPEG_FAMILY or exif_orientation(image) == 1:
+        return mime
+    return None
 
 
 def _draft(

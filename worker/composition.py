@@ -41,7 +41,7 @@ from worker.inference.chat_client import ChatCompletionsClient
 from worker.inference.dialects import OPENAI, VLLM
 from worker.inference.llavaguard import LlavaGuardJudge
 from worker.inference.sglang_client import SGLangClient
-from worker.intake import AddressGuard, DecodeBudget, HttpFetcher, Intake, S3Fetcher
+from worker.intake import AddressGuard, DecodeBudget, HttpFetcher, Intake, RenderOptions, S3Fetcher
 from worker.intake.decode_budget import default_budget_bytes
 from worker.intake.file_fetch import FileFetcher
 from worker.intake.hosts import HostGate
@@ -143,6 +143,7 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
     return Intake(
         image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
         settings.max_image_bytes, settings.max_decode_bytes, budget, frame_extractor(settings, budget),
+        render_options(settings),
     )
 
 
@@ -160,6 +161,12 @@ def frame_extractor(settings: Settings, budget: DecodeBudget | None = None) -> F
 
 def frame_judge(settings: Settings) -> FrameJudge:
     return FrameJudge(concurrency=settings.frames_concurrency, unsafe_share=settings.frames_unsafe_share)
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    """What may change what the model sees (filter, JPEG quality, passthrough), from settings."""
+    return RenderOptions(resize_filter=settings.resize_filter, jpeg_quality=settings.jpeg_quality,
+                         passthrough=settings.image_passthrough, draft_undershoot=settings.jpeg_draft_undershoot)
 
 
 def sglang_client(settings: Settings) -> SGLangClient:
@@ -308,9 +315,13 @@ def webhook_courier(settings: Settings) -> Courier:
     return Courier(outbox(settings), webhook_sender(settings), RetrySchedule.of(settings.webhook_retry_schedule_s))
 
 
-def webhook_poller(settings: Settings, dispatch: Dispatch) -> Poller:
+def webhook_poller(
+    settings: Settings, dispatch: Dispatch, *, capacity: Callable[[], int] | None = None,
+    lease_s: float | None = None,
+) -> Poller:
+    """Without `lease_s`, a claim lasts the visibility timeout (time for a published task to be picked up)."""
     return Poller(outbox(settings), dispatch, interval_s=settings.webhook_poll_interval_s,
-                  lease_s=float(settings.visibility_timeout_s))
+                  lease_s=float(settings.visibility_timeout_s) if lease_s is None else lease_s, capacity=capacity)
 
 
 # ── human review (issue 11) ──────────────────────────────────────────────────────────────────────────────

@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=89_478_485, gt=0)
     max_image_side_px: int = Field(default=1024, ge=0)
     """Downscale so the longer side is at most this before sending (0: never); fewer image tokens."""
+    resize_filter: Literal["lanczos", "bicubic", "bilinear", "box", "nearest"] = "box"
+    """How an image above `max_image_side_px` is shrunk, after `reduce()` by whole factors; the server
+    resamples again, so a sharper filter buys little (README "Image path": CPU per filter)."""
+    jpeg_quality: int = Field(default=90, ge=1, le=95)
+    """Quality of the JPEG a rendered image is sent as (the image tokens depend on the size, not this)."""
+    jpeg_draft_undershoot: float = Field(default=0.1, ge=0, lt=0.5)
+    """A JPEG may be decoded at 1/2, 1/4 or 1/8 scale when that lands up to this fraction below
+    `max_image_side_px` (4032x3024 -> 1008x756, same image tokens), skipping the resize (0: never below)."""
+    image_passthrough: bool = True
+    """Send an image that already conforms (JPEG/PNG/WebP, RGB or grey, within the size, upright) as its
+    original bytes instead of decoding, resizing and re-encoding it; it is still validated."""
     fetch_connect_timeout_s: float = Field(default=5.0, gt=0)
     fetch_read_timeout_s: float = Field(default=10.0, gt=0)
     fetch_total_timeout_s: float = Field(default=30.0, gt=0)

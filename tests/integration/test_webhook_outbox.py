@@ -132,6 +132,24 @@ def test_the_poller_dispatches_each_due_delivery_once(outbox: Outbox) -> None:
     assert sorted(sent) == sorted((f"msg_{n}", 0) for n in range(250))
 
 
+def test_a_poller_sending_itself_claims_no_more_than_its_threads_have_room_for(outbox: Outbox) -> None:
+    """Issue 15: the poller hands claims to its own SenderPool; what it has no room for stays due in Redis
+    for another worker's poller, instead of being claimed and given back."""
+    now = time.time()
+    for n in range(5):
+        add(outbox, f"msg_{n}", "https://x.example/h", now=now)
+    sent: list[tuple[str, int]] = []
+    room = [3]
+    poller = Poller(outbox, lambda i, a: sent.append((i, a)), interval_s=1, lease_s=LEASE_S,
+                    capacity=lambda: room[0] - len(sent))
+    assert poller.poll_once() == 3 and len(sent) == 3
+    assert poller.poll_once() == 0
+    assert outbox.redis.zcard(DUE_KEY) == 2
+    room[0] = 10
+    assert poller.poll_once() == 2
+    assert sorted(sent) == sorted((f"msg_{n}", 0) for n in range(5))
+
+
 def test_an_attempt_signs_retries_and_then_delivers(outbox: Outbox, receiver: WebhookReceiver) -> None:
     receiver.respond = fail_first(1, 503)
     receiver.answer_headers = {"Retry-After": "0"}

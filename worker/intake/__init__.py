@@ -22,6 +22,7 @@ from worker.intake.decode_budget import DecodeBudget
 from worker.intake.http_fetch import HttpFetcher
 from worker.intake.images import PreparedImage, prepare_image
 from worker.intake.pinned import HttpResponse, PinnedHttp
+from worker.intake.pixels import DEFAULT_OPTIONS, RenderOptions
 from worker.intake.s3_fetch import S3Fetcher
 from worker.intake.sources import ImageSource, SourceRegistry
 from worker.models import ImageRef
@@ -36,6 +37,7 @@ __all__ = [
     "Intake",
     "PinnedHttp",
     "PreparedImage",
+    "RenderOptions",
     "S3Fetcher",
     "SourceRegistry",
     "prepare_image",
@@ -58,6 +60,7 @@ class Intake:
         self, sources: SourceRegistry, max_pixels: int, max_side_px: int, max_bytes: int,
         max_decode_bytes: int | None = None, decode_budget: DecodeBudget | None = None,
         frames: MediaPreparer | None = None,
+        options: RenderOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.sources = sources
         self.max_pixels = max_pixels
@@ -67,6 +70,7 @@ class Intake:
         self.decode_budget = decode_budget
         self.frames = frames
         """None: every image is judged by its first frame, as before issue 10."""
+        self.options = options
 
     def close(self) -> None:
         self.sources.close()
@@ -84,6 +88,7 @@ class Intake:
             max_bytes=self.max_bytes,
             max_decode_bytes=self.max_decode_bytes,
             budget=self.decode_budget,
+            options=self.options,
         )
 
     def fetch(self, ref: ImageRef) -> bytes:

@@ -12,11 +12,18 @@ converted afterwards, orientation is applied to the shrunk image, and nothing is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 
 from PIL import Image
 
 JPEG_QUALITY = 90
+RESIZE_FILTERS: dict[str, Image.Resampling] = {
+    "lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX, "nearest": Image.Resampling.NEAREST,
+}
+"""`LLAVAGUARD_RESIZE_FILTER` values. The server resamples the image again (to its anyres grid and a 384 px
+overview), so a sharper client-side filter buys little; LANCZOS costs ~4x BOX on a 1280x800 photo."""
 JPEG_MAX_SIDE_PX = 65_500
 """JPEG cannot encode a side above 65,535 pixels; a valid 100,000x1 strip is shrunk rather than failed."""
 WHITE = (255, 255, 255, 255)
@@ -38,12 +45,36 @@ def shrinks_before_converting(image: Image.Image) -> bool:
     return image.mode in _SHRINK_FIRST_MODES and "transparency" not in image.info
 
 
-def render(image: Image.Image, max_side_px: int, orientation: int) -> Image.Image:
+@dataclass(frozen=True)
+class RenderOptions:
+    """What may change what the model sees, from settings; the defaults are the behaviour before issue 15."""
+
+    resize_filter: str = "lanczos"
+    """A key of RESIZE_FILTERS, used after `reduce()` has shrunk by whole factors (`reducing_gap`)."""
+    jpeg_quality: int = JPEG_QUALITY
+    passthrough: bool = False
+    """Send an image that already conforms (conform.py) as its original bytes, not re-encoded."""
+    draft_undershoot: float = 0.0
+    """A JPEG may be decoded at a DCT scale whose longer side is up to this fraction below the max side,
+    instead of at a larger scale and then resized (images.draft_target)."""
+
+    @property
+    def resample(self) -> Image.Resampling:
+        return RESIZE_FILTERS[self.resize_filter]
+
+
+DEFAULT_OPTIONS = RenderOptions()
+
+
+def render(
+    image: Image.Image, max_side_px: int, orientation: int, options: RenderOptions = DEFAULT_OPTIONS
+) -> Image.Image:
     """The decoded frame as the model's RGB image, at most `max_side_px` on its longer side, upright."""
+    resample = options.resample
     if shrinks_before_converting(image):
-        rgb = to_rgb(downscale(image, max_side_px))
+        rgb = to_rgb(downscale(image, max_side_px, resample))
     else:
-        rgb = downscale(to_rgb(image), max_side_px)
+        rgb = downscale(to_rgb(image), max_side_px, resample)
     transpose = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
     return rgb if transpose is None else rgb.transpose(transpose)
 
@@ -107,14 +138,18 @@ def effective_max_side(max_side_px: int) -> int:
     return min(max_side_px, JPEG_MAX_SIDE_PX) if max_side_px > 0 else JPEG_MAX_SIDE_PX
 
 
-def downscale(image: Image.Image, max_side_px: int) -> Image.Image:
+def downscale(
+    image: Image.Image, max_side_px: int, resample: Image.Resampling = Image.Resampling.LANCZOS
+) -> Image.Image:
+    """`reducing_gap=3` first shrinks by a whole factor with `reduce()` (a cheap box average) when the image
+    is at least 3x too large, then `resample` covers the rest (decode_cost counts that intermediate)."""
     size = fit_within(image.size, effective_max_side(max_side_px))
     if size == image.size:
         return image
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(size, resample, reducing_gap=3.0)
 
 
-def encode_jpeg(image: Image.Image) -> bytes:
+def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
     buffer = BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

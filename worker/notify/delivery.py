@@ -99,7 +99,8 @@ class SenderPool:
         self._run = run
         self._give_back = give_back
         """Called for attempts still waiting at shutdown: they go back to the schedule at once."""
-        self._slots = threading.BoundedSemaphore(2 * size)
+        self.capacity = 2 * size
+        self._slots = threading.BoundedSemaphore(self.capacity)
         self._pool = ThreadPoolExecutor(size, thread_name_prefix="llavaguard-webhook")
         self._waiting: dict[Future[None], tuple[str, int]] = {}
         self._lock = threading.RLock()  # cancel() runs `_forget` in the cancelling thread
@@ -117,6 +118,11 @@ class SenderPool:
             self._waiting[future] = (delivery_id, attempt)
             future.add_done_callback(self._forget)
         return True
+
+    def free_slots(self) -> int:
+        """How many more attempts `try_submit` would take now (the poller claims no more than this)."""
+        with self._lock:
+            return self.capacity - len(self._waiting)
 
     def shutdown(self) -> None:
         """Give waiting attempts back, let running ones finish (each is bounded by the webhook timeout)."""

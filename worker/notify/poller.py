@@ -1,4 +1,8 @@
-"""The poller: every few seconds, claim due deliveries from the outbox and publish one task each.
+"""The poller: every few seconds, claim due deliveries from the outbox and dispatch each one.
+
+Workers dispatch to their own sending threads (`worker.notify.tasks.dispatch_here`, issue 15: a Celery task
+per delivery cost more worker CPU than the send itself), claiming no more than those threads have room
+for (`capacity`), so deliveries spread over every worker's poller and wait in Redis, not in memory.
 
 It runs as a thread in every `llavaguard worker` (started when the worker is ready), so there is no extra
 process to deploy and no single point of failure: claims are atomic, so any number of pollers never
@@ -23,15 +27,17 @@ MAX_BATCHES_PER_POLL = 20
 TRIM_EVERY_S = 300.0
 
 Dispatch = Callable[[str, int], None]
-"""Publish the task for (delivery id, attempt)."""
+"""Start (or publish the task for) the attempt (delivery id, attempt)."""
 
 
 class Poller:
     def __init__(
         self, outbox: Outbox, dispatch: Dispatch, *, interval_s: float, lease_s: float,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, capacity: Callable[[], int] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.capacity = capacity
+        """How many attempts `dispatch` can take now (None: unbounded, e.g. a task queue)."""
         self.dispatch = dispatch
         self.interval_s = interval_s
         self.lease_s = lease_s
@@ -53,12 +59,15 @@ class Poller:
         """Claim and dispatch everything due now; the number dispatched."""
         dispatched = 0
         for _ in range(MAX_BATCHES_PER_POLL):
+            limit = CLAIM_BATCH if self.capacity is None else min(CLAIM_BATCH, self.capacity())
+            if limit <= 0:
+                break
             now = self.clock()
-            claimed = self.outbox.claim(now=now, lease_until=now + self.lease_s, limit=CLAIM_BATCH)
+            claimed = self.outbox.claim(now=now, lease_until=now + self.lease_s, limit=limit)
             for delivery_id, attempt in claimed:
                 self._dispatch(delivery_id, attempt)
             dispatched += len(claimed)
-            if len(claimed) < CLAIM_BATCH:
+            if len(claimed) < limit:
                 break
         self._maybe_trim()
         return dispatched

@@ -47,7 +47,7 @@ def test_a_redelivered_moderation_queues_once_and_keeps_the_model_input(
 
 
 def check(moderator: Moderator, step: ReviewIntake, client: redis.Redis[bytes]) -> None:
-    original = make_image("O4", size=(96, 64), fmt="PNG")
+    original = make_image("O4", size=(96, 64), fmt="BMP")  # a BMP is always re-encoded (no passthrough)
     request = ModerationRequest.model_validate({"id": "m1", "image": {"data": original}})
     first = moderator.moderate(request)
     again = moderator.moderate(request)  # a redelivered task: the stored verdict, hooks re-run

@@ -39,7 +39,16 @@ def _header_orientation(image: Image.Image) -> int:
     return exif_orientation(image)
 
 
+PDQ_SIDE_PX = 512
+"""PDQ (issue 12) hashes from this many pixels on the longer side: the validating decode keeps at least that."""
+
+
 def validation_size(size: tuple[int, int]) -> tuple[int, int]:
-    """The draft size that makes Pillow pick its smallest DCT scale (1/8) for a validating decode."""
+    """The draft size for a validating decode: the smallest DCT scale (down to 1/8) whose longer side still holds
+    PDQ's working size, so the perceptual hash of an image sent as is comes from enough pixels."""
     width, height = size
-    return max(1, width // 8), max(1, height // 8)
+    needed = min(PDQ_SIDE_PX, max(width, height))
+    for scale in (8, 4, 2):
+        if -(-max(width, height) // scale) >= needed:
+            return max(1, width // scale), max(1, height // scale)
+    return size

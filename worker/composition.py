@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from worker.batch import BatchRunner
+from worker.batch_format import QueuedRecords
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
 from worker.buckets import BucketAllowlist
@@ -258,6 +259,11 @@ def batch_runner(settings: Settings, moderator: Callable[[], Moderator], dead_le
     pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
     return BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals,
                        dead_letter=dead_letter)
+
+
+def queued_records(settings: Settings) -> QueuedRecords:
+    """Clears audit batches' queued records (worker/batch_format.py) on the short-timeout side client."""
+    return QueuedRecords(_side_redis(settings))
 
 
 def wiring_options(settings: Settings) -> WiringOptions:

@@ -47,6 +47,7 @@ from worker.notify.outbox import Outbox
 from worker.notify.poller import Dispatch, Poller
 from worker.notify.schedule import RetrySchedule
 from worker.notify.sender import WebhookSender
+from worker.notify.verdict_events import VerdictEvents
 from worker.observability.metrics import count_verdict
 from worker.observability.wiring import WiringOptions
 from worker.pipeline import Moderator
@@ -193,8 +194,13 @@ def build_moderator(settings: Settings) -> Moderator:
         intake=intake(settings, s3_client(settings), decode_budget(settings)),
         judge=judge(settings, inference_backend(settings)),
         store=verdict_store(settings),
-        hooks=[count_verdict, webhook_hook(settings)],  # count first: a webhook hook may raise and retry
-    )
+        hooks=[count_verdict, webhook_hook(settings), verdict_events(settings)],  # count first: a webhook hook
+    )                                                                             # may raise and retry
+
+
+def verdict_events(settings: Settings) -> VerdictEvents:
+    """Wakes synchronous waiters (`?wait=`, `moderate()`) once a verdict is stored."""
+    return VerdictEvents(_side_redis(settings))
 
 
 # ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────

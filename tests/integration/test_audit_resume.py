@@ -11,10 +11,10 @@ from pathlib import Path
 
 import redis
 
+from producers.bulk.audit import default_audit_name
 from tests.audit_support import audit_json, write_dataset
 from tests.harness import running_workers, worker_env
 from worker.intake.file_fetch import file_uri
-from producers.bulk.audit import default_audit_name
 from worker.models import DEFAULT_POLICY
 from worker.queues import AUDIT_QUEUED_KEY, BULK_QUEUE, SUBMITTED_KEY
 from worker.standin.sglang_standin import SGLangStandIn

@@ -23,7 +23,6 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from celery import Celery
 from pydantic import ValidationError
 
 from producers.ids import IdSecret, keyed_moderation_id, random_moderation_id, record_owner, submission_record
@@ -213,11 +212,6 @@ class ModerationClient:
         if record is not None:
             return True, record_owner(record)
         return self.is_submitted(moderation_id), None
-
-    @property
-    def celery_app(self) -> Celery:
-        """The Celery app messages are published with (audits publish their own compact batches)."""
-        return self._app
 
     def id_secret(self) -> bytes:
         """The deployment's id secret (for audit ids); never log it."""

@@ -125,7 +125,7 @@ def _run(
         progress.judged()
 
     broker = redis.Redis.from_url(settings.redis_url)
-    queue = AuditQueue(client.celery_app, broker, summary.name)
+    queue = AuditQueue(broker, summary.name)
     batch_size = options.batch_size or settings.audit_batch_size
     waiter = Waiter(client, QueueProbe(broker), now, poll_s=options.poll_s)
     planner = Planner(client, queue, placement, summary, batch_size, on_verdict=before,

@@ -76,8 +76,12 @@ class Planner:
         """Plan every entry of the source: skip what is judged or queued, enqueue the rest."""
         self._seen.clear()
         self._queued = self.queue.queued()  # before any verdict is read: see queued.py
-        for chunk in _chunks(iter(source), self.batch_size):
-            self._plan(self._resolve(chunk))
+        try:
+            for chunk in _chunks(iter(source), self.batch_size):
+                self._plan(self._resolve(chunk))
+        finally:  # Ctrl-C included: what was planned goes out, each batch whole
+            with deferred_interrupts():
+                self.queue.flush()
 
     def republish(self, source: Iterable[Entry], lost: set[str]) -> int:
         """Enqueue again the `lost` ids (recorded as queued, but in no queue) still without a verdict."""
@@ -89,6 +93,8 @@ class Planner:
             resolved = self._resolve(chunk, counting=False)
             latest = self._latest(resolved) if resolved else []
             count += self._enqueue([p for p, verdict in latest if p.id in lost and verdict is None])
+        with deferred_interrupts():
+            self.queue.flush()
         self.summary.republished += count
         return count
 

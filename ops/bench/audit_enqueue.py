@@ -157,13 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         enqueue_dir, drain_dir = tmp / "enqueue", tmp / "drain"
         enqueue_dir.mkdir()
         drain_dir.mkdir()
-        if args.images <= 200_000 or not args.drain_s:
-            figures = enqueue_figures(args.images, enqueue_dir, batch_size=args.batch_size)
-            print(f"enqueue {figures['images']:,} images in {figures['messages']:,.0f} messages: "
-                  f"{figures['enqueue_per_s']:,.0f} images/s enqueued ({figures['end_to_end_per_s']:,.0f}/s with "
-                  f"the counting passes, {figures['count_pass_s']:.2f}s each); Redis per queued image: "
-                  f"{figures['used_memory_per_image_b']:.0f} B used_memory, "
-                  f"{figures['memory_usage_per_image_b']:.0f} B MEMORY USAGE (bulk list + queued record)")
+        figures = enqueue_figures(args.images, enqueue_dir, batch_size=args.batch_size)
+        print(f"enqueue {figures['images']:,} images in {figures['messages']:,.0f} messages: "
+              f"{figures['enqueue_per_s']:,.0f} images/s enqueued ({figures['end_to_end_per_s']:,.0f}/s with "
+              f"the counting passes, {figures['count_pass_s']:.2f}s each); Redis per queued image: "
+              f"{figures['used_memory_per_image_b']:.0f} B used_memory, "
+              f"{figures['memory_usage_per_image_b']:.0f} B MEMORY USAGE (bulk list + queued record)")
         if args.drain_s:
             drained = drain_figures(args.images, drain_dir, drain_s=args.drain_s, backlog=args.backlog)
             print(f"drain: {drained['images']:,} images, one worker for {drained['drain_s']:.0f}s judged "

@@ -3,6 +3,7 @@
     async with AsyncModerationClient() as client:
         moderation_id = await client.submit("https://example.com/upload.jpg")
         verdict = await client.wait(moderation_id, timeout=30)
+        verdict = await client.moderate("https://example.com/upload.jpg", timeout=10)  # woken by the worker
 
 Publishing goes through Celery/kombu, which are synchronous, and the stores are synchronous too; so every
 call runs the synchronous client in a worker thread (`asyncio.to_thread`) and the event loop never blocks.
@@ -18,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from producers.client import ModerationClient, Submission
+from producers.verdict_waits import VerdictWaits
 from worker.errors import StoreNotFound
 from worker.models import ModerationRequest, Verdict
 from worker.queues import REALTIME_QUEUE
@@ -33,6 +35,7 @@ class AsyncModerationClient:
                                      create_store=create_store)
         self.settings = self.sync.settings
         self.queue = queue
+        self._waits: VerdictWaits | None = None
 
     async def submit(
         self, image: str | bytes, *, policy: str | None = None, non_violating: list[str] | None = None,
@@ -88,6 +91,32 @@ class AsyncModerationClient:
                                    + (f"; {missing}" if missing else ""))
             await asyncio.sleep(self.settings.result_wait_poll_s)
 
+    async def moderate(
+        self, image: str | bytes, *, policy: str | None = None, non_violating: list[str] | None = None,
+        metadata: dict[str, Any] | None = None, idempotency_key: str | None = None, priority: int | None = None,
+        timeout: float = 60.0,
+    ) -> Verdict:
+        """Submit one image and return its verdict (TimeoutError after `timeout` seconds), woken by the worker."""
+        moderation_id = await self.submit(image, policy=policy, non_violating=non_violating, metadata=metadata,
+                                          idempotency_key=idempotency_key, priority=priority)
+        verdict = await self.wait_for(moderation_id, timeout)
+        if verdict is None:
+            raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s")
+        return verdict
+
+    async def wait_for(self, moderation_id: str, timeout: float) -> Verdict | None:
+        """The verdict once stored, or None after `timeout` seconds; all waits of this client share one
+        subscription (`producers/verdict_waits.py`) and hold no thread while they wait."""
+        if self._waits is None:
+            self._waits = VerdictWaits(self.settings.redis_url)
+        return await self._waits.wait(moderation_id, timeout, lambda: self._read_or_none(moderation_id))
+
+    async def _read_or_none(self, moderation_id: str) -> Verdict | None:
+        try:
+            return await self.get(moderation_id)
+        except StoreNotFound:
+            return None
+
     async def is_submitted(self, moderation_id: str) -> bool:
         return await asyncio.to_thread(self.sync.is_submitted, moderation_id)
 
@@ -98,6 +127,8 @@ class AsyncModerationClient:
         return await asyncio.to_thread(self.sync.submitted, list(ids))
 
     async def aclose(self) -> None:
+        if self._waits is not None:
+            await self._waits.aclose()
         await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> AsyncModerationClient:

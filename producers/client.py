@@ -4,6 +4,7 @@
     client = ModerationClient()                  # same LLAVAGUARD_* settings as the workers
     moderation_id = client.submit("https://example.com/upload.jpg", non_violating=["O6"])
     verdict = client.wait(moderation_id, timeout=30)
+    verdict = client.moderate("https://example.com/upload.jpg", timeout=10)   # submit and wait, woken by the worker
 
 Submitting never waits on a GPU: it validates the arguments, publishes one small task message and returns
 the moderation id. The same `idempotency_key` always maps to the same id and is enqueued once; reused for a
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from producers.ids import IdSecret, keyed_moderation_id, random_moderation_id, record_owner, submission_record
 from producers.publish import Publisher
 from producers.references import IMAGE_SCHEMES, ImageRefused, check_image_url
+from producers.verdict_waits import wait_sync
 from worker.categories import normalise_codes
 from worker.celery_app import create_app
 from worker.errors import IdempotencyConflict, StoreNotFound
@@ -171,6 +173,30 @@ class ModerationClient:
                 raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s"
                                    + (f"; {missing}" if missing else ""))
             time.sleep(self.settings.result_wait_poll_s)
+
+    def moderate(
+        self, image: str | bytes | PathLike[str], *, policy: str | None = None,
+        non_violating: list[str] | None = None, metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None, priority: int | None = None, timeout: float = 60.0,
+    ) -> Verdict:
+        """Submit one image and return its verdict (TimeoutError after `timeout` seconds): for a caller that
+        needs the answer inline. Woken by the worker the moment the verdict is stored, never by polling."""
+        moderation_id = self.submit(image, policy=policy, non_violating=non_violating, metadata=metadata,
+                                    idempotency_key=idempotency_key, priority=priority)
+        verdict = self.wait_for(moderation_id, timeout)
+        if verdict is None:
+            raise TimeoutError(f"no verdict for moderation {moderation_id} within {timeout}s")
+        return verdict
+
+    def wait_for(self, moderation_id: str, timeout: float) -> Verdict | None:
+        """The verdict once stored (woken by the worker's message), or None after `timeout` seconds."""
+        return wait_sync(self._redis, moderation_id, timeout, lambda: self._read_or_none(moderation_id))
+
+    def _read_or_none(self, moderation_id: str) -> Verdict | None:
+        try:
+            return self.get(moderation_id)
+        except StoreNotFound:
+            return None  # the worker creates it with its first verdict
 
     def _reader(self) -> VerdictStore:
         if self._store is None and not self._create_store:

@@ -30,6 +30,7 @@ from redis.retry import Retry
 from worker.banks.matcher import BankMatcher
 from worker.banks.store import BankStore
 from worker.batch import BatchRunner
+from worker.batch_format import QueuedRecords
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.verdicts import DeadLetters
 from worker.buckets import BucketAllowlist
@@ -58,6 +59,7 @@ from worker.notify.outbox import Outbox
 from worker.notify.poller import Dispatch, Poller
 from worker.notify.schedule import RetrySchedule
 from worker.notify.sender import WebhookSender
+from worker.notify.verdict_events import VerdictEvents
 from worker.observability.metrics import count_verdict
 from worker.observability.wiring import WiringOptions
 from worker.pipeline import Moderator
@@ -249,11 +251,17 @@ def build_moderator(settings: Settings) -> Moderator:
         store=store,
         decider=decider(settings),
         # count first: the webhook and review hooks may raise and retry; the cache insert never raises
-        hooks=[count_verdict, *([cache.remember] if cache else []), webhook_hook(settings), review_hook(settings)],
+        hooks=[count_verdict, *([cache.remember] if cache else []), webhook_hook(settings), review_hook(settings),
+               verdict_events(settings)],
         retain=review_intake(settings),
         frames=frame_judge(settings),
         matchers=[*bank_matchers(settings), *([cache] if cache else [])],  # banks first, then the verdict cache
     )
+
+
+def verdict_events(settings: Settings) -> VerdictEvents:
+    """Wakes synchronous waiters (`?wait=`, `moderate()`) once a verdict is stored."""
+    return VerdictEvents(_side_redis(settings))
 
 
 def verdict_cache(settings: Settings, store: VerdictStore) -> VerdictCache | None:
@@ -370,6 +378,11 @@ def batch_runner(settings: Settings, moderator: Callable[[], Moderator], dead_le
     pool = ThreadPoolExecutor(settings.inflight_window, thread_name_prefix="llavaguard-batch")
     return BatchRunner(moderator, pool, settings.max_retries, settings.fetch_host_max_deferrals,
                        dead_letter=dead_letter)
+
+
+def queued_records(settings: Settings) -> QueuedRecords:
+    """Clears audit batches' queued records (worker/batch_format.py) on the short-timeout side client."""
+    return QueuedRecords(_side_redis(settings))
 
 
 def wiring_options(settings: Settings) -> WiringOptions:

@@ -26,6 +26,12 @@ DELIVERIES_TTL_S = 24 * 3600
 # Issue 8 item 5: idempotency scoped per owner, unguessable ids.
 SUBMISSION_KEY = KEY_PREFIX + "submission:"
 """`llavaguard:submission:<id>`, beside the marker and with its TTL: owner and request fingerprint (JSON)."""
+AUDIT_QUEUED_KEY = KEY_PREFIX + "audit-queued:"
+"""`llavaguard:audit-queued:<audit name>`: one hash per audit, a field per batch still queued or running (its
+ids, 16 bytes each), instead of a marker key per image (issue 15 item 4; worker/batch_format.py)."""
+VERDICTS_CHANNEL = KEY_PREFIX + "verdicts:"
+"""`llavaguard:verdicts:<id>`: the worker publishes the verdict's status there once it is stored, waking
+synchronous waiters (`?wait=`, `moderate()`) without polling (issue 15 item 5)."""
 ID_SECRET_KEY = KEY_PREFIX + "id-secret"
 """The random secret keyed moderation ids are an HMAC with; created once (`SET NX`), shared by all producers."""
 

@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     """Absolute folder `file://` images must lie in (a mount shared by producers and workers); none: refused."""
     audit_batch_size: int = Field(default=64, ge=1, le=1000)
     """Images per `bulk` queue message published by `llavaguard audit`."""
+    audit_backlog: int = Field(default=100_000, ge=1)
+    """Most images `llavaguard audit` keeps queued ahead of the workers (it pauses while the `bulk` queue holds
+    more): about three minutes of work for a GPU judging ~500 images/s, ~15 MB of Redis at ~134 B an image."""
 
     # The API's documents (issue 8, item 11).
     api_public_docs: bool = True

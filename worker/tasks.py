@@ -14,7 +14,7 @@ import structlog
 from celery import Task
 from celery.exceptions import Reject
 
-from worker import composition
+from worker import batch_format, composition
 from worker.batch import BatchRunner, Unfinished, all_deferred, retry_after_s
 from worker.errors import FetchHostBusy, TransientError
 from worker.notify import tasks as webhook_tasks  # noqa: F401 - registers the webhook task and the poller with `app`
@@ -79,8 +79,13 @@ def batch_runner() -> BatchRunner:
 
 
 @app.task(name=MODERATE_BATCH_TASK, bind=True, max_retries=None)
-def moderate_batch(self: Task, payloads: list[dict[str, Any]], deferrals: int = 0) -> None:
-    """Many requests in one message (bulk audits); a retry carries only the items that did not finish."""
+def moderate_batch(self: Task, payloads: Any, deferrals: int = 0, queued: Any = None) -> None:
+    """Many requests in one message (bulk audits); a retry carries only the items that did not finish.
+
+    `payloads` is a list of requests or an audit's compact batch (worker/batch_format.py); `queued` is the
+    compact batch's record, carried by its retries, cleared once every item has a verdict."""
+    payloads, marker = batch_format.expand(payloads)
+    marker = marker or batch_format.marker_of(queued)
     if not isinstance(payloads, list):
         log.warning("moderation.invalid_batch", error=f"expected a list of requests, got {type(payloads).__name__}")
         return
@@ -92,9 +97,21 @@ def moderate_batch(self: Task, payloads: list[dict[str, Any]], deferrals: int = 
     unfinished = batch_runner().run(payloads, attempt=self.request.retries, task_id=self.request.id,
                                     deferrals=deferrals)
     if unfinished and all_deferred(unfinished):
-        _defer(self, unfinished[0].error, deferrals, args=[[u.payload for u in unfinished]])
+        _defer(self, unfinished[0].error, deferrals, args=[[u.payload for u in unfinished]], queued=marker)
     if unfinished:
-        _retry_batch(self, unfinished, attempt=self.request.retries - deferrals)
+        _retry_batch(self, unfinished, attempt=self.request.retries - deferrals, queued=marker)
+    queued_records().done(marker)
+
+
+_queued_records: batch_format.QueuedRecords | None = None
+
+
+def queued_records() -> batch_format.QueuedRecords:
+    global _queued_records
+    with _moderator_lock:
+        if _queued_records is None:
+            _queued_records = composition.queued_records(settings)
+        return _queued_records
 
 
 _delivery_guard: DeliveryGuard | None = None
@@ -121,14 +138,19 @@ def _split(task: Task, payloads: list[dict[str, Any]], delivery: Delivery, defer
         raise Reject(str(exc), requeue=True) from exc
 
 
-def _defer(task: Task, exc: TransientError, deferrals: int, args: list[Any] | None = None) -> None:
+def _defer(task: Task, exc: TransientError, deferrals: int, args: list[Any] | None = None,
+           queued: batch_format.Marker | None = None) -> None:
     """Try again once the busy host may have a free slot; a deferral counts apart from MAX_RETRIES."""
     delay = deferral_delay_s(deferrals, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s)
     log.info("moderation.deferred", deferral=deferrals + 1, delay_s=round(delay, 2), error=exc.message)
-    raise task.retry(args=args, kwargs={"deferrals": deferrals + 1}, countdown=delay, exc=exc)
+    kwargs: dict[str, Any] = {"deferrals": deferrals + 1}
+    if queued is not None:
+        kwargs["queued"] = list(queued)
+    raise task.retry(args=args, kwargs=kwargs, countdown=delay, exc=exc)
 
 
-def _retry_batch(task: Task, unfinished: list[Unfinished], *, attempt: int) -> None:
+def _retry_batch(task: Task, unfinished: list[Unfinished], *, attempt: int,
+                 queued: batch_format.Marker | None = None) -> None:
     delay = backoff_delay_s(
         attempt, base_s=settings.retry_backoff_base_s, cap_s=settings.retry_backoff_max_s,
         retry_after_s=retry_after_s(unfinished),
@@ -136,7 +158,8 @@ def _retry_batch(task: Task, unfinished: list[Unfinished], *, attempt: int) -> N
     error = unfinished[0].error
     log.info("moderation.batch_retry", attempt=task.request.retries + 1, items=len(unfinished),
              delay_s=round(delay, 2), error=error.message)
-    raise task.retry(args=[[u.payload for u in unfinished]], countdown=delay, exc=error)
+    kwargs = {**task.request.kwargs, **({"queued": list(queued)} if queued is not None else {})}
+    raise task.retry(args=[[u.payload for u in unfinished]], kwargs=kwargs, countdown=delay, exc=error)
 
 
 def _retry(task: Task, exc: TransientError, *, attempt: int) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -33,12 +34,15 @@ from producers.api.schemas import (
 from producers.api.validation import Rules, shallow_json, unicode_only
 from producers.async_client import AsyncModerationClient
 from producers.client import Submission
+from producers.verdict_waits import MAX_WAIT_S
 from worker.errors import IdempotencyConflict
 from worker.models import Verdict
 
 PREFIX = "/v1/moderations"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 M = TypeVar("M", bound=BaseModel)
+WAIT_DOC = (f"Seconds (at most {MAX_WAIT_S:g}) to wait for the verdict: 200 with it if stored in time, else 202. "
+            "The worker wakes the request when it stores the verdict.")
 _FORM_FIELDS = ("policy", "non_violating", "callback_url", "metadata", "idempotency_key", "priority")
 
 
@@ -52,8 +56,13 @@ def rules_of(request: Request) -> Rules:
     return rules
 
 
-async def create_one(request: Request, response: Response) -> Accepted:
-    """POST /v1/moderations: a JSON body with `image_url`, or a multipart upload with an `image` file."""
+async def create_one(
+    request: Request, response: Response,
+    wait: Annotated[float | None, Query(gt=0, le=MAX_WAIT_S, description=WAIT_DOC)] = None,
+) -> Accepted | JSONResponse:
+    """POST /v1/moderations: a JSON body with `image_url`, or a multipart upload with an `image` file.
+
+    With `?wait=SECONDS`: 200 with the verdict if it is stored within that time, else 202 as without."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         submission = await _from_form(request)
@@ -64,6 +73,10 @@ async def create_one(request: Request, response: Response) -> Accepted:
         raise ApiProblem(415, "unsupported_media_type", "send application/json or multipart/form-data")
     accepted = (await _submit(request, [submission]))[0]
     response.headers["Location"] = accepted.url
+    if wait is not None:
+        verdict = await client_of(request).wait_for(accepted.id, wait)
+        if verdict is not None:
+            return JSONResponse(verdict.model_dump(mode="json"), headers={"Location": accepted.url})
     return accepted
 
 
@@ -173,9 +186,11 @@ def router(
     batch = {"application/json": {"schema": batch_schema(item, max_batch_items)}}
     created = problem_responses(400, 401, 409, 413, 415, 422, 503)
     api = APIRouter()
+    created_or_judged = {**created, 200: {"model": Verdict, "description": "`?wait=`: the verdict, stored in time"}}
     api.add_api_route(PREFIX, create_one, methods=["POST"], status_code=202, response_model=Accepted,
                       summary="Enqueue one image (JSON with image_url, or a multipart upload)",
-                      openapi_extra={"requestBody": {"required": True, "content": one}}, responses=created)
+                      openapi_extra={"requestBody": {"required": True, "content": one}},
+                      responses=created_or_judged)
     api.add_api_route(f"{PREFIX}/batch", create_batch, methods=["POST"], status_code=202,
                       response_model=BatchAccepted, summary="Enqueue many images",
                       openapi_extra={"requestBody": {"required": True, "content": batch}}, responses=created)

@@ -1,11 +1,14 @@
 """`run_audit`: judge every image of a dataset once under one policy, resumably (`llavaguard audit`).
 
     source ──count──▶ progress bar total
-    source ──Planner──▶ skip judged / skip queued / place local files / publish batches on `bulk`
+    source ──Planner──▶ skip judged / skip queued / place local files / (backlog has room?) /
+                        publish compact batches on `bulk`
            ──Waiter───▶ poll verdicts (re-enqueue lost ones) ──▶ AuditSummary
 
 Interrupting at any point loses nothing: what was published stays queued and is judged by the workers; the
-next run of the same audit resumes from the store and the enqueued markers.
+next run of the same audit resumes from the store and the audit's queued record (`queued.py`). At most
+`LLAVAGUARD_AUDIT_BACKLOG` images wait in the queue at once (`backlog.py`), so Redis holds a few minutes of
+work, not the dataset.
 
 Every audit has a name (`--name`, or one derived from the source, policy and non-violating codes, the same on
 every run), recorded on the verdicts it asks for (`Verdict.audit`) so that `llavaguard export --audit NAME`
@@ -24,9 +27,11 @@ from typing import Any, TextIO
 
 import redis
 
+from producers.bulk.backlog import Backlog
 from producers.bulk.placement import Placement, S3Upload, SharedRoot, parse_s3_prefix
 from producers.bulk.planner import Planner
 from producers.bulk.progress import Progress
+from producers.bulk.queued import AuditQueue
 from producers.bulk.sources import AuditItem, FolderSource, S3PrefixSource, Source, count, open_source
 from producers.bulk.summary import AuditSummary
 from producers.bulk.waiting import QueueProbe, Waiter
@@ -119,15 +124,21 @@ def _run(
         summary.tally.add(verdict)
         progress.judged()
 
-    planner = Planner(client, placement, summary, options.batch_size or settings.audit_batch_size,
-                      on_verdict=before, on_dropped=progress.dropped, retry_codes=options.retry_failed)
+    broker = redis.Redis.from_url(settings.redis_url)
+    queue = AuditQueue(broker, summary.name)
+    batch_size = options.batch_size or settings.audit_batch_size
+    waiter = Waiter(client, QueueProbe(broker), now, poll_s=options.poll_s)
+    planner = Planner(client, queue, placement, summary, batch_size, on_verdict=before,
+                      on_dropped=progress.dropped, retry_codes=options.retry_failed)
+    planner.backlog = Backlog(queue.waiting_messages, batch_size, settings.audit_backlog,
+                              on_pause=lambda: waiter.sweep(planner.outstanding), poll_s=min(options.poll_s, 0.2))
     planner.run(source)
     progress.note(enqueued=summary.enqueued, resumed=summary.resumed)
     if not options.wait:
         return
-    probe = QueueProbe(redis.Redis.from_url(settings.redis_url))
-    waiter = Waiter(client, probe, now, poll_s=options.poll_s)
     waiter.wait(planner.outstanding, lambda lost: planner.republish(source, lost))
+    if not waiter.pending:
+        queue.prune(set(planner.outstanding))
 
 
 def _check_folder(source: FolderSource, placement: Placement | None) -> None:

@@ -1,12 +1,12 @@
 """Wait for an audit's verdicts, and notice enqueued images whose messages are in no queue.
 
 Polling a million ids at once would hammer the store, so each poll reads a time-boxed slice of the ids still
-awaited (`get_many` in chunks), moving round them. An id is *lost* when it carries an enqueued marker but no
-message can still produce its verdict: the audit process was killed between marking and publishing, or the
-queue itself was lost (a Redis without persistence restarted, a purge). That is decided from the broker: the
-`bulk` queue is empty and no `bulk` message is held unacknowledged by any worker (running, or waiting out a
-retry countdown), twice in a row; then no verdict for those ids is on its way, and re-enqueueing them cannot
-make any image judged twice.
+awaited (`get_many` in chunks), moving round them; `sweep` does one such slice while the audit is paused by
+its backlog. An id is *lost* when it is recorded as queued but no message can still produce its verdict: the
+audit process was killed between recording and publishing, or the queue itself was lost (a Redis without
+persistence restarted, a purge). That is decided from the broker: the `bulk` queue is empty and no `bulk`
+message is held unacknowledged by any worker (running, or waiting out a retry countdown), twice in a row; then
+no verdict for those ids is on its way, and re-enqueueing them cannot make any image judged twice.
 """
 
 from __future__ import annotations
@@ -58,11 +58,21 @@ class Waiter:
     budget_s: float = 1.0
     chunk: int = 500
     _left: set[str] = field(default_factory=set)
+    _tracked: int = 0
+    """How many of `outstanding` are in `_left` (or judged) already."""
+    _cursor: int = 0
+
+    def sweep(self, outstanding: list[str]) -> None:
+        """One time-boxed slice of verdict reads over `outstanding` (growing), for progress while enqueueing."""
+        self._left.update(outstanding[self._tracked:])
+        self._tracked = len(outstanding)
+        _, self._cursor = self._sweep(outstanding, self._cursor)
 
     def wait(self, outstanding: list[str], on_lost: Callable[[set[str]], int]) -> None:
         """Return once every id has a verdict; `on_lost(ids)` re-enqueues lost ids, returning how many."""
-        self._left = set(outstanding)
-        order, cursor, idle_polls = list(dict.fromkeys(outstanding)), 0, 0
+        self._left.update(outstanding[self._tracked:])
+        self._tracked = len(outstanding)
+        order, cursor, idle_polls = [i for i in dict.fromkeys(outstanding) if i in self._left], 0, 0
         while self._left:
             found, cursor = self._sweep(order, cursor)
             if cursor == 0:

@@ -14,13 +14,14 @@ import pytest
 import redis
 
 from producers.bulk import audit_moderation_id
+from producers.bulk.audit import default_audit_name
 from producers.ids import IdSecret
 from tests.audit_support import CODES, audit_json, cli, cli_in_terminal, write_dataset
 from tests.harness import LoopbackHTTPServer, running_workers, worker_env
 from worker.categories import category_for_code
 from worker.intake.file_fetch import file_uri
 from worker.models import DEFAULT_POLICY
-from worker.queues import SUBMITTED_KEY
+from worker.queues import AUDIT_QUEUED_KEY, SUBMITTED_KEY
 from worker.standin.palette import make_image
 from worker.standin.sglang_standin import SGLangStandIn
 
@@ -149,14 +150,14 @@ def test_manifests_txt_jsonl_csv(
 def test_lost_markers_and_a_lost_queue_are_enqueued_again(
     env: dict[str, str], shared: Path, standin: SGLangStandIn, tmp_path: Path
 ) -> None:
-    """Markers without messages: an audit killed between marking and publishing, or a queue that was lost."""
+    """Queued records without messages: an audit killed between recording and publishing, or a lost queue."""
     dataset = shared / "d"
     files = write_dataset(dataset, 20)
     broker = redis.Redis.from_url(env["LLAVAGUARD_REDIS_URL"])
     secret = IdSecret(broker).get()  # the deployment's id secret, created here first as any producer would
     orphaned = [audit_moderation_id(secret, DEFAULT_POLICY, [], file_uri(dataset / r)) for r in sorted(files)[:5]]
-    for moderation_id in orphaned:
-        broker.set(SUBMITTED_KEY + moderation_id, "bulk")
+    record = AUDIT_QUEUED_KEY + default_audit_name(str(dataset), DEFAULT_POLICY, [])
+    broker.hset(record, "orphaned", b"".join(bytes.fromhex(i) for i in orphaned))
     with running_workers(env, tmp_path / "logs", count=1, concurrency=4):
         first = audit_json(env, str(dataset))
     assert (first["resumed"], first["enqueued"], first["republished"], first["tally"]["completed"]) == (5, 15, 5, 20)
@@ -168,3 +169,5 @@ def test_lost_markers_and_a_lost_queue_are_enqueued_again(
         second = audit_json(env, str(dataset), "--non-violating", "O1")
     assert (second["resumed"], second["republished"], second["tally"]["completed"]) == (20, 20, 20)
     assert standin.stats()["total_requests"] == 40, "every image judged once per policy"
+    assert not broker.keys(SUBMITTED_KEY + "*"), "no marker key per audited image"
+    assert broker.hlen(record) == 0, "the record holds only batches still queued"

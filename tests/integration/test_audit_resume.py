@@ -11,10 +11,12 @@ from pathlib import Path
 
 import redis
 
+from producers.bulk.audit import default_audit_name
 from tests.audit_support import audit_json, write_dataset
 from tests.harness import running_workers, worker_env
 from worker.intake.file_fetch import file_uri
-from worker.queues import BULK_QUEUE, SUBMITTED_KEY
+from worker.models import DEFAULT_POLICY
+from worker.queues import AUDIT_QUEUED_KEY, BULK_QUEUE, SUBMITTED_KEY
 from worker.standin.sglang_standin import SGLangStandIn
 from worker.stores import VerdictQuery, open_store
 
@@ -73,12 +75,13 @@ def test_an_interrupted_audit_resumes_and_judges_every_image_exactly_once(
     assert (final["images"], final["pending"], final["tally"]["completed"]) == (IMAGES, 0, IMAGES)
     assert final["enqueued"] == 0, "everything was enqueued by the interrupted runs"
     assert final["judged_before"] + final["resumed"] == IMAGES
-    # SIGKILL between marking a batch and publishing it leaves markers without a message: found and re-enqueued.
+    # SIGKILL between recording a batch and publishing it leaves a record without a message: found and re-enqueued.
     assert final["republished"] in (0, 50)
     assert store.count() == IMAGES
     verdicts = store.list(VerdictQuery(limit=None))
     assert {v.image.source for v in verdicts} == {file_uri(dataset / r) for r in files}
     assert stats["total_requests"] == IMAGES, "no image was judged twice"
     assert broker.llen(BULK_QUEUE) == 0 and published < IMAGES / 50 + 1
-    assert broker.exists(SUBMITTED_KEY + verdicts[0].id)
+    assert not broker.exists(SUBMITTED_KEY + verdicts[0].id), "audits keep no marker key per image"
+    assert broker.hlen(AUDIT_QUEUED_KEY + default_audit_name(str(dataset), DEFAULT_POLICY, [])) == 0
     store.close()

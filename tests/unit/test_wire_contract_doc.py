@@ -12,15 +12,18 @@ from producers.ids import SDK_SCOPE
 from worker.broker.guard import REASONS
 from worker.notify.events import EVENT_TYPES
 from worker.queues import (
+    AUDIT_QUEUED_KEY,
     BULK_QUEUE,
     DEADLETTER_KEY,
     ID_SECRET_KEY,
+    MODERATE_BATCH_TASK,
     MODERATE_TASK,
     PRIORITY_STEPS,
     REALTIME_QUEUE,
     SUBMISSION_KEY,
     SUBMITTED_KEY,
     SUBMITTED_TTL_S,
+    VERDICTS_CHANNEL,
     redis_priority,
 )
 from worker.settings import Settings
@@ -38,7 +41,8 @@ def kombu_list(queue: str, priority: int | None) -> str:
 
 
 @pytest.mark.parametrize("constant", [
-    MODERATE_TASK, SUBMITTED_KEY, SUBMISSION_KEY, ID_SECRET_KEY, DEADLETTER_KEY, REALTIME_QUEUE, BULK_QUEUE,
+    MODERATE_TASK, MODERATE_BATCH_TASK, AUDIT_QUEUED_KEY, VERDICTS_CHANNEL, SUBMITTED_KEY, SUBMISSION_KEY,
+    ID_SECRET_KEY, DEADLETTER_KEY, REALTIME_QUEUE, BULK_QUEUE,
     f"EX {SUBMITTED_TTL_S}", f'"{SDK_SCOPE}"', *EVENT_TYPES, "webhook-id", "webhook-timestamp", "webhook-signature",
     *REASONS, "/v1/schemas/moderation-request.json", "/v1/schemas/verdict.json", "python -m producers.schemas_export",
 ])

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from worker.batch import placeholder_request
+from worker.batch_format import expand
 from worker.broker import transport
 from worker.broker.deadletter import DeadLetterList
 from worker.broker.guard import Rejection
@@ -31,6 +32,7 @@ def carried_requests(body: list[Any] | None) -> Iterator[Any]:
     """Request-like payloads in a Celery body's args: a payload, or a list of them (a batch)."""
     args = body[0] if body else []
     for arg in args:
+        arg = expand(arg)[0]  # an audit's compact batch: its requests
         if isinstance(arg, dict):
             yield arg
         elif isinstance(arg, list):

@@ -10,19 +10,23 @@ seen, `min_rtt`); once it queues, the round trip grows with the queue while thro
     ratio > tolerance       queueing: cut to the in-flight the server really runs (Little's law:
                             in_flight * min_rtt / rtt) plus `headroom`, by at most a fifth near the knee
     ratio < 1 + growth_gap  room to spare (if the window was actually used): double until the server
-                            first queued (a slow start from 16), then grow by a quarter
-    otherwise               near the knee: additive increase (sqrt of the window) to probe for more
+                            first queued, then grow by a quarter
+    otherwise               near the knee: additive increase (the same small step for every process,
+                            at most an eighth of the window) to probe for more
     a 503/429 (queue full)  cut to 80 % of what was in flight, at once
 
 Every process sees the same round trips from the shared server, so N limiters cut together and their sum
 stays between about 1 and `tolerance` times the capacity: the server does not run dry and the oscillation
 is bounded. A change starts an epoch; answers to requests sent before it are not evidence about the new
-window, which keeps one queue from being punished twice.
+window, which keeps one queue from being punished twice. The window starts at its upper bound: the first
+burst fills the server at once (a GPU batch of hundreds with a round trip of seconds would take minutes to
+reach by doubling), and its first answers, which found the server empty, measure the base round trip.
 
 Known limits: the base time is the smallest round trip ever seen, so a server that becomes slower for good
 (longer answers) is read as a queue and the window shrinks towards its floor until the old base is beaten;
 a batch whose step time grows with its size is cut where its latency reaches `tolerance`; and N processes
-hold the server full together but do not split it evenly (one may hold most of it).
+hold the server full together but their shares wander (the constant additive step pulls them together,
+slowly); a process started against a saturated server takes a queued round trip for the base one.
 
 This module does no I/O and never sleeps: `try_acquire`/`release` are the whole algorithm (the simulation
 in tests/unit/test_adaptive_window.py drives them on a virtual clock); `slot()` is the blocking form the
@@ -112,12 +116,14 @@ class AdaptiveWindow:
         self.growth_gap = growth_gap
         self._clock = clock
         self._on_change = on_change
-        self._limit = self._clamp(16 if initial is None else initial)
+        self._limit = self._clamp(max_limit if initial is None else initial)
         self._cond = threading.Condition()
         self._in_flight = 0
         self._epoch = 0
         self._round = _Round()
         self.min_rtt: float | None = None
+        self._step = max(1, min(8, max_limit // 64))
+        """The additive probe, the same for every process whatever its share: AIMD's fairness comes from it."""
         self._found = False
         """Whether the server has queued yet: until then the window doubles per round (a slow start)."""
 
@@ -169,7 +175,7 @@ class AdaptiveWindow:
             return None  # sent under another window (or says nothing): no evidence about this one
         if outcome == "overloaded":
             self._found = True
-            return self._set_locked(math.floor(0.8 * ticket.in_flight), "queue_full")
+            return self._set_locked(round(0.8 * ticket.in_flight), "queue_full")
         rtt = max(now - ticket.started, 1e-9)
         self.min_rtt = rtt if self.min_rtt is None else min(self.min_rtt, rtt)
         self._round.samples.append(rtt)
@@ -192,7 +198,7 @@ class AdaptiveWindow:
             grown = self._limit * 2 if not self._found else self._limit + max(1, self._limit // 4)
             return self._set_locked(grown, "room")
         if used >= 0.8 * self._limit:
-            return self._set_locked(self._limit + max(1, round(math.sqrt(self._limit))), "probe")
+            return self._set_locked(self._limit + min(self._step, max(1, self._limit // 8)), "probe")
         return None
 
     def _queueing_locked(self, rtt: float, used: float) -> tuple[int, int, Reason] | None:
@@ -200,7 +206,7 @@ class AdaptiveWindow:
         assert self.min_rtt is not None
         self._found = True
         target = max(used * self.min_rtt / rtt * (1 + self.headroom), 0.8 * used if rtt < 2 * self.min_rtt else 0)
-        return self._set_locked(math.floor(target), "queueing")
+        return self._set_locked(round(target), "queueing")
 
     def _set_locked(self, target: int, reason: Reason) -> tuple[int, int, Reason] | None:
         old, self._limit = self._limit, self._clamp(target)

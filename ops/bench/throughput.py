@@ -111,7 +111,8 @@ class Bench:
         with redis_server(run) as redis_url, SGLangStandIn("127.0.0.1", 0, max_running=width,
                                                            service_time_s=service_s) as standin:
             settings = {"redis_url": redis_url, "sglang_url": standin.url, "store_url": f"sqlite:///{run}/v.db",
-                        "allow_http": "true", "allowed_networks": "127.0.0.1/32", "log_level": "WARNING"}
+                        "allow_http": "true", "allowed_networks": "127.0.0.1/32", "log_level": "WARNING",
+                        **dict(kv.split("=", 1) for kv in self.args.setting)}
             with running_workers(worker_env(**settings), run, count=self.args.workers, concurrency=None) as workers:
                 with ModerationClient(settings=load_settings(**settings)) as client:
                     client.wait(client.submit(self.urls[SIZES[0]][0]), timeout=60)  # warm-up
@@ -221,23 +222,28 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default settings each)")
     parser.add_argument("--cpu-images", type=int, default=200)
     parser.add_argument("--audit-images", type=int, default=50_000)
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a worker setting to change from its default, e.g. inflight_window=16 (repeatable)")
+    parser.add_argument("--parts", default="throughput,cpu,latency,audit", help="which parts to run")
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run of every part")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.widths, args.seconds, args.cpu_images, args.audit_images = "8", 1.0, 4, 200
-    result: dict[str, Any] = {"ceiling_per_s": args.ceiling, "workers": args.workers, "widths": []}
+    result: dict[str, Any] = {"ceiling_per_s": args.ceiling, "workers": args.workers, "settings": args.setting,
+                              "widths": []}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         bench = Bench(Path(tmp), args)
         stack.callback(bench.images.close)
         if args.quick:
             bench.shared = stack.enter_context(bench.pipeline(8, 8 / args.ceiling, "shared"))
-        for width in (int(w) for w in args.widths.split(",")):
+        parts = set(args.parts.split(","))
+        for width in (int(w) for w in args.widths.split(",")) if "throughput" in parts else ():
             result["widths"].append(bench.throughput(width))
             _progress(args, result["widths"][-1])
-        result.update(bench.cpu())
-        result.update(bench.latency())
-        result.update(bench.audit())
+        for part in ("cpu", "latency", "audit"):
+            if part in parts:
+                result.update(getattr(bench, part)())
     print(json.dumps(result, indent=2) if args.json else table(result))
 
 
@@ -249,20 +255,23 @@ def _progress(args: argparse.Namespace, row: dict[str, Any]) -> None:
 
 def table(r: dict[str, Any]) -> str:
     lines = [f"stand-in ceiling {r['ceiling_per_s']:.0f}/s at every width; {r['workers']} worker process(es), "
-             "default settings", "",
-             "| server width | service time | pipeline/s | direct (1,000 in flight)/s | pipeline/direct "
-             "| peak in flight |",
-             "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {w['width']} | {w['service_time_s']:.2f} s | {w['pipeline_per_s']:.1f} | {w['direct_per_s']:.1f} "
-              f"| {w['ratio']:.2f} | {w['peak_in_flight']} |" for w in r["widths"]]
-    lines += ["", "| worker CPU per image (fetch included) | realtime | bulk |", "|---|---:|---:|"]
-    lines += [f"| {w}x{h} JPEG | {r[f'realtime_{w}x{h}_ms']:.1f} ms | {r[f'bulk_{w}x{h}_ms']:.1f} ms |"
-              for w, h in SIZES]
-    lines += ["", f"peak worker RSS: {r['peak_worker_rss_mb']:.0f} MB",
-              f"submit -> verdict overhead at {r['latency_rate_per_s']:.0f}/s: p50 {_ms(r['overhead_p50_ms'])}, "
-              f"p99 {_ms(r['overhead_p99_ms'])} (sync path: {_ms(r['sync_latency_ms'])})",
-              f"audit of {r['audit_images']} URLs: {r['audit_enqueue_per_s']:.0f} images/s enqueued, "
-              f"{r['redis_bytes_per_queued_image']:.0f} B of Redis per queued image"]
+             f"settings: {', '.join(r['settings']) or 'defaults'}", ""]
+    if r["widths"]:
+        lines += ["| server width | service time | pipeline/s | direct (1,000 in flight)/s | pipeline/direct "
+                  "| peak in flight |", "|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {w['width']} | {w['service_time_s']:.2f} s | {w['pipeline_per_s']:.1f} "
+                  f"| {w['direct_per_s']:.1f} | {w['ratio']:.2f} | {w['peak_in_flight']} |" for w in r["widths"]]
+    if "peak_worker_rss_mb" in r:
+        lines += ["", "| worker CPU per image (fetch included) | realtime | bulk |", "|---|---:|---:|"]
+        lines += [f"| {w}x{h} JPEG | {r[f'realtime_{w}x{h}_ms']:.1f} ms | {r[f'bulk_{w}x{h}_ms']:.1f} ms |"
+                  for w, h in SIZES]
+        lines += ["", f"peak worker RSS: {r['peak_worker_rss_mb']:.0f} MB"]
+    if "overhead_p50_ms" in r:
+        lines += [f"submit -> verdict overhead at {r['latency_rate_per_s']:.0f}/s: p50 {_ms(r['overhead_p50_ms'])}, "
+                  f"p99 {_ms(r['overhead_p99_ms'])} (sync path: {_ms(r['sync_latency_ms'])})"]
+    if "audit_images" in r:
+        lines += [f"audit of {r['audit_images']} URLs: {r['audit_enqueue_per_s']:.0f} images/s enqueued, "
+                  f"{r['redis_bytes_per_queued_image']:.0f} B of Redis per queued image"]
     return "\n".join(lines)
 
 

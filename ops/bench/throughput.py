@@ -38,14 +38,35 @@ from PIL import Image, ImageFilter
 
 from producers import ModerationClient
 from tests.harness import LoopbackHTTPServer, WorkerProcess, running_workers, worker_env
-from tests.services import redis_server
+from tests.services import free_port, redis_server, stop_process, wait_for_port
 from worker.models import ImageRef, ModerationRequest, Verdict
 from worker.queues import BULK_QUEUE
 from worker.settings import load_settings
-from worker.standin.sglang_standin import SGLangStandIn
 
 SIZES = ((640, 480), (1280, 800))
-Pipeline = tuple[ModerationClient, list[WorkerProcess], SGLangStandIn]
+Pipeline = tuple[ModerationClient, list[WorkerProcess], "StandIn"]
+
+
+class StandIn:
+    """The stand-in in a process of its own: in this one it would share a GIL with the image server and the
+    direct client, and measure them instead of the worker."""
+
+    def __init__(self, width: int, service_s: float) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker.standin", "--port", str(port),
+                                      "--max-running", str(width), "--service-time-s", str(service_s)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port("127.0.0.1", port, proc=self.proc)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/standin/stats", timeout=10).json())
+
+    def __enter__(self) -> StandIn:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        stop_process(self.proc)
 
 
 def photo(width: int, height: int, seed: int) -> bytes:
@@ -108,8 +129,7 @@ class Bench:
             return
         run = self.tmp / name
         run.mkdir()
-        with redis_server(run) as redis_url, SGLangStandIn("127.0.0.1", 0, max_running=width,
-                                                           service_time_s=service_s) as standin:
+        with redis_server(run) as redis_url, StandIn(width, service_s) as standin:
             settings = {"redis_url": redis_url, "sglang_url": standin.url, "store_url": f"sqlite:///{run}/v.db",
                         "allow_http": "true", "allowed_networks": "127.0.0.1/32", "log_level": "WARNING",
                         **dict(kv.split("=", 1) for kv in self.args.setting)}
@@ -159,7 +179,8 @@ class Bench:
         """submit -> stored verdict beyond the model's own time, at half the ceiling, realtime path."""
         width, service_s = 32, 32 / self.args.ceiling
         rate, count = self.args.ceiling / 2, int(self.args.ceiling / 2 * min(self.args.seconds, 10))
-        with self.pipeline(width, service_s, "latency") as (client, _, _):
+        with self.pipeline(width, service_s, "latency") as (client, _, standin):
+            service_s = float(standin.stats()["service_time_s"])  # --quick: the shared stand-in's
             ids, started = [], time.perf_counter()
             for n in range(count):
                 time.sleep(max(0.0, started + n / rate - time.perf_counter()))
@@ -200,7 +221,7 @@ async def direct_client(width: int, service_s: float, count: int, in_flight: int
     body = {"model": "default", "max_tokens": 200, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{image}"}},
         {"type": "text", "text": "Assess the image against the policy."}]}]}
-    with SGLangStandIn("127.0.0.1", 0, max_running=width, service_time_s=service_s) as standin:
+    with StandIn(width, service_s) as standin:
         limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
         async with httpx.AsyncClient(base_url=standin.url, limits=limits, timeout=600) as http:
             gate = asyncio.Semaphore(in_flight)

@@ -16,6 +16,7 @@ module must never be imported by the modules it builds.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +128,7 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
     return Intake(
         image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
         settings.max_image_bytes, settings.max_decode_bytes, budget,
+        cpu_gate=threading.BoundedSemaphore(max(2, os.cpu_count() or 1)),  # issue 15 item 2: pixels per core
     )
 
 

@@ -13,6 +13,9 @@ leaves this package. The address guard and the pinned request are public for the
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
 from worker.intake.decode_budget import DecodeBudget
@@ -46,6 +49,7 @@ class Intake:
     def __init__(
         self, sources: SourceRegistry, max_pixels: int, max_side_px: int, max_bytes: int,
         max_decode_bytes: int | None = None, decode_budget: DecodeBudget | None = None,
+        cpu_gate: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.sources = sources
         self.max_pixels = max_pixels
@@ -53,12 +57,20 @@ class Intake:
         self.max_bytes = max_bytes
         self.max_decode_bytes = max_decode_bytes
         self.decode_budget = decode_budget
+        self.cpu_gate = cpu_gate or nullcontext()
+        """Issue 15 item 2: how many threads may decode and resize at once. Hundreds of threads hold requests in
+        flight; were they all runnable at once, a thread whose answer arrived would wait seconds for the GIL, and
+        the adaptive window would read that wait as the server queueing."""
 
     def close(self) -> None:
         self.sources.close()
 
     def load(self, ref: ImageRef) -> PreparedImage:
         data = self.fetch(ref)
+        with self.cpu_gate:
+            return self._prepare(data, ref)
+
+    def _prepare(self, data: bytes, ref: ImageRef) -> PreparedImage:
         return prepare_image(
             data,
             source=ref.source,

@@ -35,7 +35,6 @@ HTTP client uses. `FixedWindow` is today's fixed semaphore behind the same inter
 
 from __future__ import annotations
 
-import math
 import statistics
 import threading
 import time

@@ -18,12 +18,14 @@ module must never be imported by the modules it builds.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import redis
+import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -37,6 +39,7 @@ from worker.buckets import BucketAllowlist
 from worker.decisions import Decider, ThresholdsInvalid
 from worker.decisions.thresholds import from_settings, sidecars
 from worker.errors import SettingsError
+from worker.inference.adaptive_window import AdaptiveWindow, ChangeReport, FixedWindow, Window
 from worker.inference.base import InferenceBackend
 from worker.inference.chat_client import ChatCompletionsClient
 from worker.inference.dialects import OPENAI, VLLM
@@ -60,7 +63,7 @@ from worker.notify.poller import Dispatch, Poller
 from worker.notify.schedule import RetrySchedule
 from worker.notify.sender import WebhookSender
 from worker.notify.verdict_events import VerdictEvents
-from worker.observability.metrics import count_verdict
+from worker.observability.metrics import count_verdict, set_inflight_window
 from worker.observability.wiring import WiringOptions
 from worker.pipeline import Moderator
 from worker.policy import PolicyRegistry
@@ -146,6 +149,7 @@ def intake(settings: Settings, s3: S3Client | None = None, budget: DecodeBudget 
         image_sources(settings, s3), settings.max_image_pixels, settings.max_image_side_px,
         settings.max_image_bytes, settings.max_decode_bytes, budget, frame_extractor(settings, budget),
         render_options(settings),
+        cpu_gate=threading.BoundedSemaphore(max(2, os.cpu_count() or 1)),  # issue 15 item 2: pixels per core
     )
 
 
@@ -171,10 +175,24 @@ def render_options(settings: Settings) -> RenderOptions:
                          passthrough=settings.image_passthrough, draft_undershoot=settings.jpeg_draft_undershoot)
 
 
+def inflight_window(settings: Settings) -> Window:
+    """Issue 15 item 1: the adaptive window (gauge `llavaguard_inflight_window`, log `inference.window_changed`)
+    up to `inflight_window`, or exactly `inflight_window` with `adaptive_window=false`."""
+    if not settings.adaptive_window:
+        set_inflight_window(settings.inflight_window)
+        return FixedWindow(settings.inflight_window)
+    report = ChangeReport(set_inflight_window, structlog.get_logger("worker.inference").info)
+    window = AdaptiveWindow(min_limit=min(settings.inflight_window_min, settings.inflight_window),
+                            max_limit=settings.inflight_window, on_change=report)
+    set_inflight_window(window.limit)
+    return window
+
+
 def sglang_client(settings: Settings) -> SGLangClient:
     return SGLangClient(
         settings.sglang_url, api_key=settings.sglang_api_key,
         timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
+        window=inflight_window(settings),
     )
 
 
@@ -188,6 +206,7 @@ def inference_backend(settings: Settings) -> InferenceBackend:
         settings.inference_url or settings.sglang_url, VLLM if settings.backend == "vllm" else OPENAI,
         api_key=settings.inference_api_key or settings.sglang_api_key, model=settings.inference_model,
         timeout_s=settings.inference_timeout_s, inflight_window=settings.inflight_window,
+        window=inflight_window(settings),
     )
 
 

@@ -111,8 +111,15 @@ class Settings(BaseSettings):
     """Frame requests one worker process has in flight for its animations and videos."""
 
     # Inference.
-    inflight_window: int = Field(default=16, ge=1, le=1024)
-    """Requests one worker process keeps in flight against the model server."""
+    inflight_window: int = Field(default=512, ge=1, le=4096)
+    """The most requests one worker process keeps in flight against the model server (issue 15: the upper
+    bound of the adaptive window, and the exact window with `adaptive_window=false`). 512 covers SGLang's
+    default batch (CUDA graphs up to 256) with room for its queue."""
+    inflight_window_min: int = Field(default=4, ge=1, le=4096)
+    """The adaptive window never shrinks below this."""
+    adaptive_window: bool = True
+    """Find the server's capacity from round trips and 503s (worker/inference/adaptive_window.py); false:
+    always `inflight_window` in flight, as before issue 15."""
     inference_timeout_s: float = Field(default=120.0, gt=0)
     max_parse_attempts: int = Field(default=3, ge=1, le=10)
     temperature: float = 0.2

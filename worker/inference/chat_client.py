@@ -10,8 +10,10 @@ become `worker.errors` exceptions:
     401/403 (refused API key)                        -> ModerationFailed inference_rejected, naming the setting
 
 One instance is shared by every thread of a worker process: one pooled `httpx.Client` (thread-safe) and a
-semaphore, so the process never has more than `inflight_window` generations in flight however many Celery
-threads call it. The server batches whatever is in flight, so the window is the process's batch size.
+window (`worker.inference.adaptive_window`), so the process never has more generations in flight than the
+window allows however many Celery threads call it. The server batches whatever is in flight, so the window
+is the process's batch size: adaptive by default (it learns from each answer's round trip and from 503/429
+"queue full"), at most `inflight_window`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Protocol, Self
 import httpx
 
 from worker.errors import ErrorCode, InferenceUnavailable, ModerationFailed
+from worker.inference.adaptive_window import FixedWindow, Window
 from worker.inference.base import Completion, Constraint, VisionRequest
 from worker.inference.sglang_wire import (
     CHAT_PATH,
@@ -36,6 +39,8 @@ from worker.inference.sglang_wire import (
 
 REJECTED_STATUSES = frozenset({400, 413, 422})
 """The server read the request and refused its content: the same request will fail again."""
+OVERLOAD_STATUSES = frozenset({429, 503})
+"""The server is full (SGLang: 503 "The request queue is full."): the window must shrink."""
 KEY_REFUSED_STATUSES = frozenset({401, 403})
 """The server refused this worker's API key: every request will fail again."""
 
@@ -88,14 +93,17 @@ class ChatCompletionsClient:
         connect_timeout_s: float = 5.0,
         inflight_window: int = 16,
         transport: httpx.BaseTransport | None = None,
+        window: Window | None = None,
     ) -> None:
+        """`window` decides how many requests are in flight (default: exactly `inflight_window`); the
+        connection pool is sized for `inflight_window`, its upper bound."""
         if inflight_window < 1:
             raise ValueError("inflight_window must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.dialect = dialect
         self.inflight_window = inflight_window
         self._configured_model = model
-        self._window = threading.BoundedSemaphore(inflight_window)
+        self._window = window or FixedWindow(inflight_window)
         self._name_lock = threading.Lock()
         self._model_name: str | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -112,8 +120,12 @@ class ChatCompletionsClient:
 
     def complete(self, request: VisionRequest) -> Completion:
         body = self.dialect.body(request, self._request_model())
-        with self._window:
+        with self._window.slot() as slot:
             response = self._send("POST", CHAT_PATH, json=body)
+            if response.is_success:
+                slot.succeeded()
+            elif response.status_code in OVERLOAD_STATUSES:
+                slot.overloaded()
         payload = self._payload(response)
         try:
             return parse_completion(payload)

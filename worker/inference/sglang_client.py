@@ -12,6 +12,7 @@ from __future__ import annotations
 import httpx
 
 from worker.errors import InferenceUnavailable
+from worker.inference.adaptive_window import Window
 from worker.inference.base import Constraint
 from worker.inference.chat_client import ChatCompletionsClient, json_or_none
 from worker.inference.dialects import SGLANG
@@ -31,10 +32,11 @@ class SGLangClient(ChatCompletionsClient):
         inflight_window: int = 16,
         model: str = "default",
         transport: httpx.BaseTransport | None = None,
+        window: Window | None = None,
     ) -> None:
         super().__init__(
             base_url, SGLANG, api_key=api_key, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
-            inflight_window=inflight_window, transport=transport,
+            inflight_window=inflight_window, transport=transport, window=window,
         )
         self._model = model  # SGLang ignores the `model` field; other servers route on it.
 

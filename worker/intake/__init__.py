@@ -14,7 +14,8 @@ leaves this package. The address guard and the pinned request are public for the
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Protocol
 
 from worker.intake.addresses import AddressGuard, refusal_reason
 from worker.intake.deadline import Deadline
@@ -61,6 +62,7 @@ class Intake:
         max_decode_bytes: int | None = None, decode_budget: DecodeBudget | None = None,
         frames: MediaPreparer | None = None,
         options: RenderOptions = DEFAULT_OPTIONS,
+        cpu_gate: AbstractContextManager[Any] | None = None,
     ) -> None:
         self.sources = sources
         self.max_pixels = max_pixels
@@ -71,12 +73,20 @@ class Intake:
         self.frames = frames
         """None: every image is judged by its first frame, as before issue 10."""
         self.options = options
+        self.cpu_gate = cpu_gate or nullcontext()
+        """Issue 15 item 2: how many threads may decode and resize at once. Hundreds of threads hold requests in
+        flight; were they all runnable at once, a thread whose answer arrived would wait seconds for the GIL, and
+        the adaptive window would read that wait as the server queueing."""
 
     def close(self) -> None:
         self.sources.close()
 
     def load(self, ref: ImageRef) -> PreparedImage:
         data = self.fetch(ref)
+        with self.cpu_gate:
+            return self._prepare(data, ref)
+
+    def _prepare(self, data: bytes, ref: ImageRef) -> PreparedImage:
         media = self.frames.prepare(data, source=ref.source) if self.frames is not None else None
         if media is not None:
             return media

@@ -58,6 +58,10 @@ IN_FLIGHT = Gauge(
     "llavaguard_inflight_requests", "Moderations waiting on the model server right now.",
     multiprocess_mode="livesum", registry=REGISTRY,
 )
+INFLIGHT_WINDOW = Gauge(
+    "llavaguard_inflight_window", "Requests the worker may keep in flight against the model server (the adaptive "
+    "window, summed over processes).", multiprocess_mode="livesum", registry=REGISTRY,
+)
 WEBHOOK_DELIVERIES = Counter(
     "llavaguard_webhook_deliveries", "Webhook delivery attempts, by outcome (delivered, retry, gone, refused).",
     ["outcome"], registry=REGISTRY,
@@ -125,6 +129,11 @@ def in_flight() -> Iterator[None]:
         yield
     finally:
         IN_FLIGHT.dec()
+
+
+def set_inflight_window(limit: int) -> None:
+    """The window of this process (`inference.window_changed`); the exporter sums the live processes."""
+    INFLIGHT_WINDOW.set(limit)
 
 
 def count_verdict(request: ModerationRequest, verdict: Verdict, first: bool) -> None:

@@ -23,7 +23,7 @@ UNMATCHED = "unmatched"
 
 PROBLEM_CODES = (
     "batch_too_large", "body_not_json", "body_too_deep", "callback_secret_unavailable", "callback_url_invalid",
-    "category_unknown", "http_error", "idempotency_conflict", "image_empty", "image_too_large",
+    "category_unknown", "forbidden", "http_error", "idempotency_conflict", "image_empty", "image_too_large",
     "image_url_invalid", "internal_error", "metadata_too_large", "method_not_allowed", "not_found",
     "policy_unknown", "request_invalid", "service_unavailable", "unauthorized", "unsupported_media_type",
 )

@@ -71,7 +71,7 @@ def test_an_audit_failed_on_worker_configuration_is_redone_with_retry_failed(
     assert cli(producer, "export", "--audit", "another").stdout == ""
 
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="moderation/verdicts/dt=")["Contents"]]
-    assert len(keys) == 2 * IMAGES and sum(f",audit={NAME}.json" in key for key in keys) == 2 * IMAGES
+    assert len(keys) == 2 * IMAGES and sum(f",audit={NAME},decision=" in key for key in keys) == 2 * IMAGES
 
     bad = cli(producer, *audit, "--retry-failed", "no_such_code")
     assert bad.returncode == 2 and "unknown error code(s) no_such_code" in bad.stderr

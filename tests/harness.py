@@ -39,13 +39,13 @@ class WorkerProcess:
 
     def __init__(
         self, env: dict[str, str], log_path: Path, *, concurrency: int | None = 8, queues: str = "realtime,bulk",
-        pool: str | None = None, module: str = "producers.cli",
+        pool: str | None = None,
     ):
         self.log_path = log_path
         self.name = f"w{uuid.uuid4().hex[:8]}@test"
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "worker", f"--queues={queues}", f"--hostname={self.name}",
+            [sys.executable, "-m", "producers.cli", "worker", f"--queues={queues}", f"--hostname={self.name}",
              "--loglevel=INFO", *([f"--concurrency={concurrency}"] if concurrency else []),
              *([f"--pool={pool}"] if pool else [])],
             env=env, stdout=self._log, stderr=subprocess.STDOUT,
